@@ -1,0 +1,452 @@
+//! RabbitMQ: the topology of ARCHITECTURE.md declared in code, a connection
+//! that comes back by itself, a publisher that waits for the broker's
+//! confirm, and the consumer loop every consumer runs.
+//!
+//! Names carry `amqp.prefix`, so each test gets a topology of its own.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::settings::AmqpSettings;
+
+/// Routing key of synthesis jobs on the jobs exchange.
+pub const SYNTH_ROUTING_KEY: &str = "synth";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unreachable")]
+    Unreachable(#[source] lapin::Error),
+    #[error("timed out talking to the broker")]
+    Timeout,
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message could not be routed to any queue")]
+    Unroutable,
+    #[error("could not encode the message")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Exchange and queue names, and how each is declared.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    delivery_limit: u32,
+    queue_expires_ms: Option<u64>,
+}
+
+impl Topology {
+    pub fn new(settings: &AmqpSettings) -> Self {
+        Self {
+            prefix: settings.prefix.clone(),
+            delivery_limit: settings.delivery_limit,
+            queue_expires_ms: settings.queue_expires_ms,
+        }
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    /// Direct exchange of synthesis jobs.
+    pub fn jobs_exchange(&self) -> String {
+        self.name("voiceprod.jobs")
+    }
+    /// Where workers compete for jobs.
+    pub fn jobs_queue(&self) -> String {
+        self.name("synth.jobs")
+    }
+    /// Dead-letter exchange of jobs that failed `delivery_limit` times or were rejected.
+    pub fn jobs_dlx(&self) -> String {
+        self.name("voiceprod.jobs.dlx")
+    }
+    /// Dead jobs, kept for an operator to look at.
+    pub fn jobs_dlq(&self) -> String {
+        self.name("synth.jobs.dlq")
+    }
+    /// Topic exchange of events (`generation.completed`, …).
+    pub fn events_exchange(&self) -> String {
+        self.name("voiceprod.events")
+    }
+    /// The dispatcher's queue of events to deliver as webhooks.
+    pub fn webhooks_queue(&self) -> String {
+        self.name("webhooks.events")
+    }
+    /// Fanout exchange of key invalidations, one exclusive queue per gateway.
+    pub fn keys_exchange(&self) -> String {
+        self.name("voiceprod.keys")
+    }
+
+    fn queue_args(&self, quorum: bool) -> FieldTable {
+        let mut args = FieldTable::default();
+        if quorum {
+            // Quorum queues replicate every message on a cluster (Raft) and
+            // count redeliveries, which is what makes a delivery limit possible.
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        if let Some(ms) = self.queue_expires_ms {
+            // Only tests set this: their queues vanish once unused.
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(ms as i64));
+        }
+        args
+    }
+
+    /// Declares everything; idempotent, so every service calls it on connect.
+    pub async fn declare(&self, ch: &Channel) -> Result<(), BrokerError> {
+        // Durable exchanges and queues survive a broker restart; together
+        // with persistent messages and publisher confirms nothing is lost.
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            self.jobs_exchange().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.jobs_dlx().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.events_exchange().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.keys_exchange().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(self.jobs_dlq().into(), queue, self.queue_args(true))
+            .await?;
+        ch.queue_bind(
+            self.jobs_dlq().into(),
+            self.jobs_dlx().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+        let mut jobs_args = self.queue_args(true);
+        // After this many deliveries a job is dead-lettered instead of
+        // crashing workers forever (a poison message).
+        jobs_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+        );
+        jobs_args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.jobs_dlx().into()),
+        );
+        ch.queue_declare(self.jobs_queue().into(), queue, jobs_args)
+            .await?;
+        ch.queue_bind(
+            self.jobs_queue().into(),
+            self.jobs_exchange().into(),
+            SYNTH_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+        ch.queue_declare(self.webhooks_queue().into(), queue, self.queue_args(true))
+            .await?;
+        for key in ["generation.*", "voice.*", "webhook.*"] {
+            ch.queue_bind(
+                self.webhooks_queue().into(),
+                self.events_exchange().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One connection per process, re-established on demand after a failure.
+pub struct Broker {
+    url: SecretString,
+    name: String,
+    topology: Topology,
+    conn: Mutex<Option<Connection>>,
+}
+
+impl Broker {
+    pub fn new(settings: &AmqpSettings, connection_name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            url: settings.url.clone(),
+            name: connection_name.to_owned(),
+            topology: Topology::new(settings),
+            conn: Mutex::new(None),
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Whether the connection is up right now (readiness).
+    pub async fn is_connected(&self) -> bool {
+        self.conn
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+    }
+
+    /// A new channel on the current connection, connecting (and declaring
+    /// the topology) first when there is none.
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| c.status().connected()) {
+            return Ok(conn.create_channel().await?);
+        }
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(self.url.expose_secret(), props),
+        )
+        .await
+        .map_err(|_| BrokerError::Timeout)?
+        .map_err(BrokerError::Unreachable)?;
+        let ch = conn.create_channel().await?;
+        self.topology.declare(&ch).await?;
+        tracing::info!(connection = %self.name, "connected to the broker");
+        *guard = Some(conn);
+        Ok(ch)
+    }
+
+    /// Closes the connection (graceful shutdown).
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+    }
+}
+
+/// Publishes persistent JSON messages and waits for the broker's confirm.
+pub struct Publisher {
+    broker: Arc<Broker>,
+    channel: Mutex<Option<Channel>>,
+}
+
+impl Publisher {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self {
+            broker,
+            channel: Mutex::new(None),
+        }
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    async fn confirm_channel(&self) -> Result<Channel, BrokerError> {
+        let mut guard = self.channel.lock().await;
+        if let Some(ch) = guard.as_ref().filter(|c| c.status().connected()) {
+            return Ok(ch.clone());
+        }
+        let ch = self.broker.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *guard = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Publishes `message` and returns once the broker has it on disk
+    /// (publisher confirm). `mandatory` makes an unroutable message an error.
+    pub async fn publish<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+        message: &T,
+    ) -> Result<(), BrokerError> {
+        let body = serde_json::to_vec(message)?;
+        let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            let ch = self.confirm_channel().await?;
+            let props = BasicProperties::default()
+                // 2 = persistent: written to disk, survives a broker restart.
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(ShortString::from(message_id.to_owned()))
+                .with_timestamp(chrono::Utc::now().timestamp() as u64);
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            let confirm = ch
+                .basic_publish(exchange.into(), routing_key.into(), options, &body, props)
+                .await?
+                .await?;
+            match confirm {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable),
+                Confirmation::Nack(_) => Err(BrokerError::Nacked),
+                Confirmation::NotRequested => Ok(()),
+            }
+        })
+        .await
+        .map_err(|_| BrokerError::Timeout)
+        .and_then(|r| r);
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, exchange, routing_key, message_id, "publish failed");
+            // Start over with a fresh channel next time.
+            self.channel.lock().await.take();
+        }
+        result
+    }
+}
+
+/// What a handler decided about one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or nothing to do): remove it from the queue.
+    Ack,
+    /// Failed for now: put it back; the queue's delivery limit bounds retries.
+    Retry,
+    /// Cannot ever succeed (unparseable, unknown type): dead-letter it.
+    Reject,
+}
+
+/// One delivery as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub data: Vec<u8>,
+    pub redelivered: bool,
+    pub message_id: Option<String>,
+}
+
+/// Consumes `queue` until `cancel` fires: bounded prefetch, each delivery
+/// handled on its own task, acked or nacked after the handler returns,
+/// reconnecting with capped backoff when the broker goes away. On
+/// cancellation it stops consuming and waits for the deliveries in flight.
+pub async fn run_consumer<H, Fut>(
+    broker: Arc<Broker>,
+    queue: String,
+    prefetch: u16,
+    cancel: CancellationToken,
+    handler: H,
+) where
+    H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let mut backoff = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        match consume_once(&broker, &queue, prefetch, &cancel, handler.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, queue, retry_in_ms = backoff.as_millis() as u64, "consumer lost its channel; reconnecting");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn consume_once<H, Fut>(
+    broker: &Broker,
+    queue: &str,
+    prefetch: u16,
+    cancel: &CancellationToken,
+    handler: H,
+) -> Result<(), BrokerError>
+where
+    H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let ch = broker.channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let tag = format!("{queue}.{}", uuid::Uuid::new_v4().simple());
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            tag.clone().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, consumer_tag = %tag, prefetch, "consuming");
+    let mut in_flight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = ch.basic_cancel(tag.clone().into(), BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            next = consumer.next() => {
+                let delivery = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break Err(BrokerError::Amqp(e)),
+                    None => break Err(BrokerError::Timeout),
+                };
+                let handler = handler.clone();
+                let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
+                let span = tracing::info_span!("consume", messaging.system = "rabbitmq", messaging.operation = "process", messaging.destination = %queue, message_id = message_id.as_deref().unwrap_or(""));
+                in_flight.spawn(async move {
+                    let incoming = Incoming { data: delivery.data.clone(), redelivered: delivery.redelivered, message_id };
+                    let outcome = handler(incoming).await;
+                    let settled = match outcome {
+                        Outcome::Ack => delivery.ack(BasicAckOptions::default()).await,
+                        Outcome::Retry => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
+                        Outcome::Reject => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+                    };
+                    if let Err(e) = settled {
+                        // The channel is gone; the broker redelivers it.
+                        tracing::warn!(error = %e, ?outcome, "could not settle delivery");
+                    }
+                }.instrument(span));
+            }
+        }
+    };
+    // Finish what is in flight before closing (graceful shutdown).
+    while in_flight.join_next().await.is_some() {}
+    let _ = ch.close(200, "done".into()).await;
+    result
+}

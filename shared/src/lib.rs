@@ -1,0 +1,17 @@
+//! What two or more voiceprod services need, and nothing else.
+
+pub mod amqp;
+pub mod api_key;
+pub mod credits;
+pub mod db;
+pub mod formats;
+pub mod http;
+pub mod ids;
+pub mod messages;
+pub mod models;
+pub mod schema;
+pub mod settings;
+pub mod signing;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,123 @@
+//! Messages on the broker: serde-only, JSON, each with a `type` tag that
+//! carries its version, so a consumer can refuse what it does not know
+//! (a poison message) instead of misreading it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GenerationId, MessageId, WorkspaceId};
+
+/// On `voiceprod.jobs`, routing key `synth`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum JobMessage {
+    /// Render one generation. Everything else is read from its row, so a
+    /// job is small and a redelivery sees the row's current status.
+    #[serde(rename = "synthesize.v1", rename_all = "camelCase")]
+    SynthesizeV1 { generation_id: GenerationId },
+}
+
+/// The events of API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "generation.completed")]
+    GenerationCompleted,
+    #[serde(rename = "generation.failed")]
+    GenerationFailed,
+    #[serde(rename = "voice.ready")]
+    VoiceReady,
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
+}
+
+impl EventType {
+    /// The public name, which is also the routing key on `voiceprod.events`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GenerationCompleted => "generation.completed",
+            Self::GenerationFailed => "generation.failed",
+            Self::VoiceReady => "voice.ready",
+            Self::WebhookTest => "webhook.test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::GenerationCompleted,
+            Self::GenerationFailed,
+            Self::VoiceReady,
+            Self::WebhookTest,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+/// On `voiceprod.events`, routing key = the event's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventMessage {
+    #[serde(rename = "event.v1")]
+    V1(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique per event; the `webhook-id` of every delivery of it.
+    pub id: MessageId,
+    pub event: EventType,
+    pub workspace_id: WorkspaceId,
+    pub occurred_at: DateTime<Utc>,
+    /// The webhook payload's `data`, as API.md shows it, less `audioUrl`.
+    pub data: serde_json::Value,
+    /// A generation whose audio URL the dispatcher signs into `data.audioUrl`
+    /// when it sends, so that every attempt carries a fresh URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_of: Option<GenerationId>,
+}
+
+/// Keys revoked or rotated, on the `voiceprod.keys` fanout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum KeyMessage {
+    /// Drop these key hashes (hex SHA-256) from every verification cache.
+    #[serde(rename = "key.invalidated.v1", rename_all = "camelCase")]
+    InvalidatedV1 { key_hashes: Vec<String> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_wire_format_is_tagged_and_versioned() {
+        let id = GenerationId::new();
+        let json = serde_json::to_value(JobMessage::SynthesizeV1 { generation_id: id }).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "synthesize.v1", "generationId": id.to_string()})
+        );
+        assert!(
+            serde_json::from_str::<JobMessage>(r#"{"type":"synthesize.v9","generationId":"x"}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn event_round_trips() {
+        let e = EventMessage::V1(Event {
+            id: MessageId::new(),
+            event: EventType::GenerationCompleted,
+            workspace_id: WorkspaceId::new(),
+            occurred_at: Utc::now(),
+            data: serde_json::json!({"id": "gen_1"}),
+            audio_of: Some(GenerationId::new()),
+        });
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(
+            s.contains(r#""type":"event.v1""#) && s.contains(r#""event":"generation.completed""#)
+        );
+        assert_eq!(serde_json::from_str::<EventMessage>(&s).unwrap(), e);
+    }
+}

@@ -1,0 +1,231 @@
+//! `generations`: created by the gateway (status `processing`, credits
+//! reserved in the same transaction), completed or failed by the worker.
+//! Status moves only forward, `processing` → `completed` | `failed`, by
+//! conditional UPDATEs, so a redelivered job cannot finish a row twice.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::models::usage::NewUsageEvent;
+use crate::models::workspace::Workspace;
+use crate::schema::generations;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerationStatus {
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl GenerationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Processing, Self::Completed, Self::Failed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = generations)]
+pub struct Generation {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    pub text: String,
+    pub text_type: String,
+    pub voice_id: String,
+    pub format: String,
+    pub sample_rate: Option<i32>,
+    pub speed: f32,
+    pub status: String,
+    pub credits: i64,
+    pub characters: i64,
+    pub duration_ms: Option<i64>,
+    pub storage_key: Option<String>,
+    pub error: Option<serde_json::Value>,
+    pub metadata: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub event_published_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = generations)]
+pub struct NewGeneration {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    pub text: String,
+    pub text_type: String,
+    pub voice_id: String,
+    pub format: String,
+    pub sample_rate: Option<i32>,
+    pub speed: f32,
+    pub status: String,
+    pub credits: i64,
+    pub characters: i64,
+    pub metadata: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
+}
+
+/// Why a generation could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("not enough credits left in this period")]
+    InsufficientCredits,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+impl Generation {
+    pub fn status(&self) -> GenerationStatus {
+        GenerationStatus::parse(&self.status).unwrap_or(GenerationStatus::Processing)
+    }
+
+    /// One transaction: reserve the credits, insert the row, record the
+    /// charge. Either all three happen or none.
+    pub fn create(conn: &mut PgConnection, new: &NewGeneration) -> Result<Generation, CreateError> {
+        conn.transaction(|conn| {
+            if !Workspace::reserve_credits(conn, new.workspace_id, new.credits)? {
+                return Err(CreateError::InsufficientCredits);
+            }
+            let row = diesel::insert_into(generations::table)
+                .values(new)
+                .returning(Generation::as_returning())
+                .get_result(conn)?;
+            NewUsageEvent {
+                id: Uuid::now_v7(),
+                workspace_id: new.workspace_id,
+                api_key_id: new.api_key_id,
+                generation_id: Some(new.id),
+                kind: "charge",
+                credits: new.credits,
+                characters: new.characters,
+            }
+            .insert(conn)?;
+            Ok(row)
+        })
+    }
+
+    pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Generation>> {
+        generations::table
+            .find(id)
+            .select(Generation::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// The generation if it belongs to this workspace (otherwise not found).
+    pub fn find_in_workspace(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> QueryResult<Option<Generation>> {
+        generations::table
+            .filter(generations::id.eq(id))
+            .filter(generations::workspace_id.eq(workspace_id))
+            .select(Generation::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// The broker confirmed the job.
+    pub fn mark_published(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::update(generations::table.find(id))
+            .filter(generations::published_at.is_null())
+            .set(generations::published_at.eq(Utc::now()))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Accepted generations that were never confirmed by the broker and are
+    /// older than `older_than`: what a crash between commit and publish left.
+    pub fn unpublished(
+        conn: &mut PgConnection,
+        older_than: DateTime<Utc>,
+        limit: i64,
+    ) -> QueryResult<Vec<Uuid>> {
+        generations::table
+            .filter(generations::published_at.is_null())
+            .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
+            .filter(generations::created_at.lt(older_than))
+            .order(generations::created_at.asc())
+            .limit(limit)
+            .select(generations::id)
+            .load(conn)
+    }
+
+    /// `processing` → `completed`; `false` if it was not processing any more.
+    pub fn complete(
+        conn: &mut PgConnection,
+        id: Uuid,
+        duration_ms: i64,
+        storage_key: &str,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(generations::table.find(id))
+            .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
+            .set((
+                generations::status.eq(GenerationStatus::Completed.as_str()),
+                generations::duration_ms.eq(duration_ms),
+                generations::storage_key.eq(storage_key),
+                generations::completed_at.eq(Utc::now()),
+            ))
+            .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// `processing` → `failed` and the credits refunded, in one transaction;
+    /// `false` if it was not processing any more.
+    pub fn fail(conn: &mut PgConnection, id: Uuid, error: serde_json::Value) -> QueryResult<bool> {
+        conn.transaction(|conn| {
+            let row: Option<Generation> = diesel::update(generations::table.find(id))
+                .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
+                .set((
+                    generations::status.eq(GenerationStatus::Failed.as_str()),
+                    generations::error.eq(error),
+                    generations::completed_at.eq(Utc::now()),
+                ))
+                .returning(Generation::as_returning())
+                .get_result(conn)
+                .optional()?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            let refunded = NewUsageEvent {
+                id: Uuid::now_v7(),
+                workspace_id: row.workspace_id,
+                api_key_id: row.api_key_id,
+                generation_id: Some(row.id),
+                kind: "refund",
+                credits: -row.credits,
+                characters: -row.characters,
+            }
+            .insert(conn)?;
+            if refunded {
+                Workspace::refund_credits(conn, row.workspace_id, row.credits)?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// The completion or failure event was confirmed by the broker.
+    pub fn mark_event_published(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::update(generations::table.find(id))
+            .set(generations::event_published_at.eq(Utc::now()))
+            .execute(conn)?;
+        Ok(())
+    }
+}

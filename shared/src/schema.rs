@@ -1,0 +1,142 @@
+//! The diesel schema of `migrations/`, one `table!` per table of
+//! ARCHITECTURE.md. Kept by hand in the shape `diesel print-schema` writes;
+//! `tests/schema.rs` checks it against a migrated database.
+
+diesel::table! {
+    workspaces (id) {
+        id -> Uuid,
+        name -> Text,
+        plan -> Text,
+        credits_included -> Int8,
+        credits_used -> Int8,
+        period_start -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        name -> Text,
+        secret_sha256 -> Bytea,
+        prefix -> Text,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        rotated_from -> Nullable<Uuid>,
+        credit_limit -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    generations (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        text -> Text,
+        text_type -> Text,
+        voice_id -> Text,
+        format -> Text,
+        sample_rate -> Nullable<Int4>,
+        speed -> Float4,
+        status -> Text,
+        credits -> Int8,
+        characters -> Int8,
+        duration_ms -> Nullable<Int8>,
+        storage_key -> Nullable<Text>,
+        error -> Nullable<Jsonb>,
+        metadata -> Nullable<Jsonb>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        event_published_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    usage_events (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        generation_id -> Nullable<Uuid>,
+        kind -> Text,
+        credits -> Int8,
+        characters -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    voices (id) {
+        id -> Text,
+        workspace_id -> Uuid,
+        name -> Text,
+        language -> Text,
+        gender -> Nullable<Text>,
+        description -> Nullable<Text>,
+        status -> Text,
+        params -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        url -> Text,
+        description -> Nullable<Text>,
+        events -> Array<Text>,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_success_at -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        event_id -> Uuid,
+        endpoint_id -> Uuid,
+        workspace_id -> Uuid,
+        event_type -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_attempt_at -> Nullable<Timestamptz>,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        last_response_body -> Nullable<Text>,
+        last_duration_ms -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> workspaces (workspace_id));
+diesel::joinable!(generations -> workspaces (workspace_id));
+diesel::joinable!(usage_events -> workspaces (workspace_id));
+diesel::joinable!(voices -> workspaces (workspace_id));
+diesel::joinable!(webhook_endpoints -> workspaces (workspace_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    api_keys,
+    generations,
+    usage_events,
+    voices,
+    webhook_endpoints,
+    webhook_deliveries,
+);

@@ -1,0 +1,283 @@
+//! Typed configuration for every service, loaded one way: the built-in
+//! defaults of `defaults.toml`, then the optional file named by
+//! `VOICEPROD_CONFIG`, then environment variables `VOICEPROD__SECTION__KEY`.
+//! Settings are validated right after loading and passed explicitly, so a
+//! test can build its own per instance.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Everything a voiceprod service can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// PostgreSQL connection and pool.
+    pub database: DatabaseSettings,
+    /// RabbitMQ connection and topology naming.
+    pub amqp: AmqpSettings,
+    /// Log format and filter.
+    pub telemetry: TelemetrySettings,
+    /// The public REST API.
+    pub gateway: GatewaySettings,
+    /// The internal key service.
+    pub key_service: KeyServiceSettings,
+    /// The synthesis worker.
+    pub worker: WorkerSettings,
+    /// The webhook dispatcher.
+    pub dispatcher: DispatcherSettings,
+    /// Where rendered audio is stored.
+    pub storage: StorageSettings,
+    /// Signed, expiring audio URLs (gateway serves them, dispatcher mints them).
+    pub audio_urls: AudioUrlSettings,
+    /// Plans by name: what each allows.
+    pub plans: BTreeMap<String, Plan>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://` URL of the one database.
+    pub url: SecretString,
+    /// Upper bound of pooled connections per process.
+    pub pool_max_size: u32,
+    /// How long a request waits for a pooled connection before a 503.
+    pub pool_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    /// `amqp://` URL of the broker.
+    pub url: SecretString,
+    /// Prepended to every exchange and queue name (tests use a unique one).
+    pub prefix: String,
+    /// Redeliveries of one job before the quorum queue dead-letters it.
+    pub delivery_limit: u32,
+    /// Delete queues unused for this long (`x-expires`); tests only.
+    #[serde(default)]
+    pub queue_expires_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    /// Interface to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// How clients reach this gateway; the base of every `audioUrl`.
+    pub public_base_url: String,
+    /// Base URL of the key service.
+    pub key_service_url: String,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// How often the sweeper looks for accepted but unpublished generations.
+    pub sweeper_interval_ms: u64,
+    /// How old an unpublished generation must be before the sweeper takes it.
+    pub sweeper_grace_ms: u64,
+    /// How long a verified key is trusted without asking the key service.
+    pub key_cache_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyServiceSettings {
+    /// Interface to listen on (internal network only).
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Bearer token the gateway presents on internal calls.
+    pub internal_token: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Interface of the health and metrics listener.
+    pub host: String,
+    /// Port of the health and metrics listener; 0 picks a free one.
+    pub port: u16,
+    /// Engine processes to run; 0 means one per core.
+    pub engines: usize,
+    /// Unacknowledged jobs per engine process (bounded prefetch).
+    pub prefetch_per_engine: u16,
+    /// The executable that serves `engine` (defaults to this binary).
+    #[serde(default)]
+    pub engine_program: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DispatcherSettings {
+    /// Interface of the health and metrics listener.
+    pub host: String,
+    /// Port of the health and metrics listener; 0 picks a free one.
+    pub port: u16,
+    /// How often due deliveries are looked for when nothing wakes the loop.
+    pub poll_interval_ms: u64,
+    /// A delivery attempt fails when the receiver takes longer than this.
+    pub request_timeout_ms: u64,
+    /// How long a claimed delivery stays invisible to other dispatchers.
+    pub lease_ms: u64,
+    /// Deliveries claimed per round.
+    pub batch_size: i64,
+    /// Attempts in flight at once per dispatcher.
+    pub concurrency: usize,
+    /// Seconds to wait after each failed attempt; its length is the number of retries.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Allow targets on private, loopback and link-local addresses (local development).
+    pub allow_private_targets: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// Directory of the local object store.
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AudioUrlSettings {
+    /// HMAC key of audio URL signatures.
+    pub signing_key: SecretString,
+    /// Lifetime of a signed audio URL.
+    pub ttl_secs: u64,
+}
+
+/// What a plan allows.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Plan {
+    /// Whether keys of this plan may use the API at all.
+    pub api_access: bool,
+    /// Credits included per monthly period.
+    pub credits_per_period: i64,
+    /// Output formats allowed.
+    pub formats: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("failed to load configuration")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `VOICEPROD_CONFIG`'s file, then `VOICEPROD__*` variables.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Ok(path) = std::env::var("VOICEPROD_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("VOICEPROD")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("dispatcher.retry_schedule_secs")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The built-in defaults alone (tests start from these).
+    pub fn defaults() -> Result<Self, SettingsError> {
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
+        if self.database.pool_max_size == 0 {
+            return invalid("database.pool_max_size must be at least 1");
+        }
+        if self.audio_urls.signing_key.expose_secret().len() < 16 {
+            return invalid("audio_urls.signing_key must have at least 16 characters");
+        }
+        if self.key_service.internal_token.expose_secret().len() < 16 {
+            return invalid("key_service.internal_token must have at least 16 characters");
+        }
+        if url::Url::parse(&self.gateway.public_base_url).is_err() {
+            return invalid("gateway.public_base_url must be an absolute URL");
+        }
+        if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
+            return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");
+        }
+        if self.worker.prefetch_per_engine == 0 {
+            return invalid("worker.prefetch_per_engine must be at least 1");
+        }
+        for (name, plan) in &self.plans {
+            if plan.credits_per_period < 0 {
+                return invalid(&format!(
+                    "plans.{name}.credits_per_period must not be negative"
+                ));
+            }
+            if let Some(f) = plan
+                .formats
+                .iter()
+                .find(|f| crate::formats::AudioFormat::parse(f).is_none())
+            {
+                return invalid(&format!("plans.{name}.formats: unknown format {f}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan of that name, if configured.
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.get(name)
+    }
+
+    /// Engine processes to run: the configured number, or one per core.
+    pub fn engine_count(&self) -> usize {
+        match self.worker.engines {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.gateway.port, 8080);
+        assert_eq!(s.dispatcher.retry_schedule_secs.len(), 7);
+        assert!(s.plan("scale").unwrap().api_access);
+        assert!(!s.plan("free").unwrap().api_access);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::defaults().unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("dev-audio-url-key"));
+        assert!(!printed.contains("dev-internal-token"));
+    }
+}
