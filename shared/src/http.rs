@@ -282,3 +282,30 @@ pub async fn default_service(req: HttpRequest) -> ApiError {
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
+
+/// The `GET /readyz` answer: 200 when every dependency given answers,
+/// 503 naming the ones that do not.
+pub async fn readiness(
+    db: Option<&crate::db::Db>,
+    broker: Option<&crate::amqp::Broker>,
+) -> HttpResponse {
+    let mut failing = Vec::new();
+    if let Some(db) = db {
+        if let Err(e) = db.ping().await {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            failing.push("database");
+        }
+    }
+    if let Some(broker) = broker {
+        if !broker.is_connected().await && broker.channel().await.is_err() {
+            failing.push("broker");
+        }
+    }
+    if failing.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .json(serde_json::json!({ "status": "unavailable", "failing": failing }))
+    }
+}

@@ -12,6 +12,8 @@ pub mod models;
 pub mod schema;
 pub mod settings;
 pub mod signing;
+pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod voices;
