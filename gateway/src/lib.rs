@@ -1,1 +1,13 @@
-pub fn _x() {}
+//! gateway: the public REST API (`/v1/*`). Authenticates keys through the
+//! key service, validates requests, reserves credits and creates
+//! generations in one transaction, publishes jobs with publisher confirms,
+//! serves audio (with the key, or through a signed expiring URL), and
+//! registers webhook endpoints.
+
+pub mod auth;
+pub mod domain;
+pub mod routes;
+pub mod startup;
+pub mod sweeper;
+
+pub use startup::Application;

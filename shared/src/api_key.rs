@@ -7,6 +7,22 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 pub const KEY_PREFIX: &str = "vp_";
+
+/// Every scope of API.md; a bootstrap key holds them all.
+pub const SCOPES: [&str; 7] = [
+    "generations:read",
+    "generations:write",
+    "voices:read",
+    "voices:write",
+    "webhooks:manage",
+    "keys:manage",
+    "usage:read",
+];
+
+/// Whether `s` is a scope of API.md.
+pub fn is_scope(s: &str) -> bool {
+    SCOPES.contains(&s)
+}
 const BODY_LEN: usize = 34;
 const CHECKSUM_LEN: usize = 6;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -273,9 +273,12 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// Unknown routes: 404 (or 405 for a known path with another method) in the envelope.
-pub async fn default_service(req: HttpRequest) -> ApiError {
-    let _ = req;
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+pub async fn default_service(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route {} {}", req.method(), req.path()),
+    ))
 }
 
 /// The `GET /healthz` answer: the process is alive.

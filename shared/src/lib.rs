@@ -7,6 +7,7 @@ pub mod db;
 pub mod formats;
 pub mod http;
 pub mod ids;
+pub mod keys_api;
 pub mod messages;
 pub mod models;
 pub mod schema;

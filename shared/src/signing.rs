@@ -86,21 +86,37 @@ pub fn audio_url(base_url: &str, key: &[u8], generation_id: &str, expires: i64) 
     )
 }
 
-/// Whether the signature is right (in constant time) and `expires` is not past.
+/// What a presented audio URL amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioUrlCheck {
+    Valid,
+    /// Signed by us, but `expires` is past.
+    Expired,
+    /// Not signed by us (tampered, truncated, or for something else).
+    Invalid,
+}
+
+/// Checks the signature (in constant time), then the expiry.
 pub fn verify_audio_url(
     key: &[u8],
     generation_id: &str,
     expires: i64,
     signature_hex: &str,
     now: i64,
-) -> bool {
+) -> AudioUrlCheck {
     let Ok(signature) = hex::decode(signature_hex) else {
-        return false;
+        return AudioUrlCheck::Invalid;
     };
-    audio_mac(key, generation_id, expires)
+    if audio_mac(key, generation_id, expires)
         .verify_slice(&signature)
-        .is_ok()
-        && now <= expires
+        .is_err()
+    {
+        AudioUrlCheck::Invalid
+    } else if now > expires {
+        AudioUrlCheck::Expired
+    } else {
+        AudioUrlCheck::Valid
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,166 @@
+//! `POST /v1/generations` bodies: the JSON as sent, and the checks that
+//! turn it into a `ValidGeneration` (or the first error, in API.md's
+//! envelope, with the offending `param`).
+
+use serde::Deserialize;
+
+use shared::credits;
+use shared::formats::AudioFormat;
+use shared::http::ApiError;
+use shared::settings::Plan;
+use shared::voices;
+
+pub const MAX_TEXT_CHARACTERS: u64 = 100_000;
+pub const MAX_METADATA_BYTES: usize = 4096;
+pub const SAMPLE_RATES: [u32; 6] = [8000, 16000, 22050, 24000, 44100, 48000];
+
+/// The body as sent. Unknown fields are refused (400) rather than ignored,
+/// so a typo such as `voice_id` is not silently dropped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateGeneration {
+    pub text: String,
+    pub voice_id: String,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub text_type: Option<String>,
+    #[serde(default)]
+    pub sample_rate: Option<u32>,
+    #[serde(default)]
+    pub speed: Option<f32>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidGeneration {
+    pub text: String,
+    pub voice_id: String,
+    pub format: AudioFormat,
+    pub text_type: &'static str,
+    pub sample_rate: Option<u32>,
+    pub speed: f32,
+    pub metadata: Option<serde_json::Value>,
+    pub characters: u64,
+    pub credits: u64,
+}
+
+impl CreateGeneration {
+    pub fn validate(self, plan: &Plan) -> Result<ValidGeneration, ApiError> {
+        let format = match self.format.as_deref() {
+            None => AudioFormat::Mp3,
+            Some(f) => AudioFormat::parse(f).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_format",
+                    format!("unknown format {f:?}; use one of wav, mp3, ogg, flac, pcm"),
+                )
+                .with_param("format")
+            })?,
+        };
+        let text_type = match self.text_type.as_deref() {
+            None | Some("text") => "text",
+            Some("ssml") => "ssml",
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_text_type",
+                    format!("textType {other:?} is not text or ssml"),
+                )
+                .with_param("textType"));
+            }
+        };
+        let speed = self.speed.unwrap_or(1.0);
+        if !(0.5..=2.0).contains(&speed) || !speed.is_finite() {
+            return Err(ApiError::bad_request(
+                "invalid_speed",
+                format!("speed {speed} is outside 0.5 to 2.0"),
+            )
+            .with_param("speed"));
+        }
+        if let Some(rate) = self.sample_rate {
+            if !SAMPLE_RATES.contains(&rate) {
+                return Err(ApiError::bad_request(
+                    "invalid_sample_rate",
+                    format!("sampleRate {rate} is not one of {SAMPLE_RATES:?}"),
+                )
+                .with_param("sampleRate"));
+            }
+        }
+        if let Some(metadata) = &self.metadata {
+            if !metadata.is_object() {
+                return Err(ApiError::bad_request(
+                    "invalid_metadata",
+                    "metadata must be a JSON object",
+                )
+                .with_param("metadata"));
+            }
+            let size = serde_json::to_vec(metadata)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_METADATA_BYTES {
+                return Err(ApiError::bad_request(
+                    "metadata_too_large",
+                    format!("metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}"),
+                )
+                .with_param("metadata"));
+            }
+        }
+        let characters = credits::characters(&self.text);
+        if self.text.trim().is_empty() {
+            return Err(ApiError::unprocessable("text_empty", "text is empty").with_param("text"));
+        }
+        if characters > MAX_TEXT_CHARACTERS {
+            return Err(ApiError::unprocessable(
+                "text_too_long",
+                format!("text has {characters} characters; the limit is {MAX_TEXT_CHARACTERS}"),
+            )
+            .with_param("text"));
+        }
+        if self
+            .text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ApiError::unprocessable(
+                "text_invalid",
+                "text contains control characters",
+            )
+            .with_param("text"));
+        }
+        if voices::preset(&self.voice_id).is_none() {
+            return Err(ApiError::unprocessable(
+                "unknown_voice",
+                format!(
+                    "no voice {:?} in this workspace; GET /v1/voices lists them",
+                    self.voice_id
+                ),
+            )
+            .with_param("voiceId"));
+        }
+        if !plan.formats.iter().any(|f| f == format.as_str()) {
+            return Err(ApiError::forbidden(
+                "format_not_in_plan",
+                format!("the plan does not include {format}"),
+            )
+            .with_param("format"));
+        }
+        if !format.is_available() {
+            return Err(ApiError::unprocessable(
+                "format_unavailable",
+                format!("{format} output is not available on this server yet"),
+            )
+            .with_param("format"));
+        }
+        Ok(ValidGeneration {
+            characters,
+            credits: credits::credits_for_characters(characters),
+            text: self.text,
+            voice_id: self.voice_id,
+            format,
+            text_type,
+            sample_rate: self.sample_rate,
+            speed,
+            metadata: self.metadata,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Audio delivery: streaming a stored file, and the signed, expiring
+//! `audioUrl` (`/v1/audio/{id}?expires=…&signature=…`) that needs no key.
+//! A tampered or expired URL is 403; the signature is checked in constant
+//! time before the database is touched.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use object_store::ObjectStoreExt;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use shared::db::DbError;
+use shared::http::ApiError;
+use shared::ids::GenerationId;
+use shared::models::Generation;
+use shared::signing::{self, AudioUrlCheck};
+
+use crate::routes::generations::stored_audio;
+use crate::startup::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/audio/{id}", web::get().to(signed));
+}
+
+/// A signed URL for a generation's audio, valid for `audio_urls.ttl_secs`.
+pub fn signed_audio_url(state: &State, id: GenerationId) -> String {
+    let expires = chrono::Utc::now().timestamp() + state.settings.audio_urls.ttl_secs as i64;
+    signing::audio_url(
+        &state.settings.gateway.public_base_url,
+        state
+            .settings
+            .audio_urls
+            .signing_key
+            .expose_secret()
+            .as_bytes(),
+        &id.to_string(),
+        expires,
+    )
+}
+
+/// Streams the generation's audio from the object store.
+pub async fn audio_response(state: &State, g: Generation) -> Result<HttpResponse, ApiError> {
+    let (key, format) = stored_audio(&g)?;
+    let result = state.store.get(&key).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => ApiError::internal(anyhow::anyhow!(
+            "audio of {} missing from the store: {e}",
+            g.id
+        )),
+        other => ApiError::unavailable(
+            "storage_unavailable",
+            "the audio store is unavailable; try again",
+            other,
+        ),
+    })?;
+    let size = result.meta.size;
+    let stream = result
+        .into_stream()
+        .map(|chunk| chunk.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string())));
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, format.content_type()))
+        .insert_header((CONTENT_LENGTH, size.to_string()))
+        .insert_header((
+            CONTENT_DISPOSITION,
+            format!(
+                "inline; filename=\"{}.{}\"",
+                GenerationId(g.id),
+                format.extension()
+            ),
+        ))
+        .insert_header((CACHE_CONTROL, "private, max-age=3600"))
+        .streaming(stream))
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    expires: Option<String>,
+    signature: Option<String>,
+}
+
+async fn signed(
+    state: web::Data<State>,
+    path: web::Path<String>,
+    query: web::Query<Signature>,
+) -> Result<HttpResponse, ApiError> {
+    let refused = || {
+        ApiError::forbidden(
+            "invalid_signature",
+            "this audio URL is not valid; get a fresh one from GET /v1/generations/{id}",
+        )
+    };
+    let id = GenerationId::parse(&path).ok_or_else(refused)?;
+    let expires: i64 = query
+        .expires
+        .as_deref()
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(refused)?;
+    let signature = query.signature.as_deref().ok_or_else(refused)?;
+    let key = state
+        .settings
+        .audio_urls
+        .signing_key
+        .expose_secret()
+        .as_bytes();
+    let now = chrono::Utc::now().timestamp();
+    match signing::verify_audio_url(key, &id.to_string(), expires, signature, now) {
+        AudioUrlCheck::Valid => {}
+        AudioUrlCheck::Invalid => return Err(refused()),
+        AudioUrlCheck::Expired => {
+            return Err(ApiError::forbidden(
+                "url_expired",
+                "this audio URL has expired; get a fresh one from GET /v1/generations/{id}",
+            ));
+        }
+    }
+    let g = state
+        .db
+        .run(move |conn| Generation::find(conn, id.0).map_err(DbError::from))
+        .await?
+        .ok_or_else(|| ApiError::not_found("generation"))?;
+    audio_response(&state, g).await
+}

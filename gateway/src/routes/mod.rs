@@ -1,0 +1,13 @@
+//! The public routes, one module per resource.
+
+pub mod audio;
+pub mod generations;
+pub mod webhooks;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    generations::configure(cfg);
+    audio::configure(cfg);
+    webhooks::configure(cfg);
+}

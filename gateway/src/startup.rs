@@ -1,0 +1,135 @@
+//! Builds the gateway (zero2prod shape): `build` binds (port 0 in tests)
+//! and wires state, `port` says where, `run_until_stopped` serves until the
+//! shutdown token fires, then stops accepting, drains, and stops the sweeper.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use shared::amqp::{Broker, Publisher};
+use shared::db::Db;
+use shared::http::{self, ApiError};
+use shared::settings::Settings;
+
+use crate::auth::KeyVerifier;
+
+/// What every handler shares.
+pub struct State {
+    pub settings: Settings,
+    pub db: Db,
+    pub publisher: Publisher,
+    pub store: Arc<dyn ObjectStore>,
+    pub keys: KeyVerifier,
+}
+
+impl State {
+    /// 503 unless the broker is reachable (connecting if need be).
+    pub async fn ensure_broker(&self) -> Result<(), ApiError> {
+        let broker = self.publisher.broker();
+        if broker.is_connected().await {
+            return Ok(());
+        }
+        broker.channel().await.map(drop).map_err(|e| {
+            ApiError::unavailable(
+                "broker_unavailable",
+                "the job queue is unavailable; nothing was charged, try again",
+                e,
+            )
+        })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let g = &settings.gateway;
+        let listener = TcpListener::bind((g.host.as_str(), g.port))
+            .map_err(|e| anyhow::anyhow!("Failed to bind gateway to {}:{}: {e}", g.host, g.port))?;
+        let port = listener.local_addr()?.port();
+        let broker = Broker::new(&settings.amqp, "gateway");
+        let state = Arc::new(State {
+            db: Db::new(&settings.database),
+            publisher: Publisher::new(broker),
+            store: shared::storage::open(&settings.storage)?,
+            keys: KeyVerifier::new(
+                &settings.gateway.key_service_url,
+                settings.key_service.internal_token.clone(),
+                Duration::from_millis(settings.gateway.key_cache_ttl_ms),
+            )?,
+            settings,
+        });
+        // Connect early so the first request does not pay for it; a broker
+        // that is down now is retried on demand.
+        if let Err(e) = state.publisher.broker().channel().await {
+            tracing::warn!(error = %e, "broker not reachable at start-up; will retry");
+        }
+        let data = web::Data::from(state.clone());
+        let max_body = state.settings.gateway.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(http::request_id_middleware))
+                .app_data(http::json_config(max_body))
+                .app_data(http::query_config())
+                .app_data(http::path_config())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(data.clone())
+                .route("/healthz", web::get().to(http::healthz))
+                .route("/readyz", web::get().to(readyz))
+                .configure(crate::routes::configure)
+                .default_service(web::to(http::default_service))
+        })
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancel it to stop the gateway gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let sweeper = tokio::spawn(crate::sweeper::run(
+            self.state.clone(),
+            self.shutdown.clone(),
+        ));
+        let handle = self.server.handle();
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        self.shutdown.cancel();
+        let _ = sweeper.await;
+        self.state.publisher.broker().close().await;
+        Ok(())
+    }
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    http::readiness(Some(&state.db), Some(state.publisher.broker())).await
+}

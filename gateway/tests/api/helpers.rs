@@ -1,0 +1,186 @@
+//! `spawn_app()`: key-service and gateway in-process on port 0, a fresh
+//! database, a unique AMQP prefix, and a `scale` workspace with a key.
+
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use key_service::bootstrap::bootstrap;
+use key_service::keys::{ApiKey, NewApiKey};
+use shared::amqp::Broker;
+use shared::settings::{Plan, Settings};
+
+pub const SEED_TEXT: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
+pub const SEED_VOICE: &str = "voice_8f2a1c";
+
+pub struct TestApp {
+    pub address: String,
+    pub api_key: String,
+    pub workspace_id: String,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+}
+
+/// Settings for a test: fresh database, unique prefix, a `tiny` plan with
+/// 2 credits for running out.
+pub fn settings() -> Settings {
+    let mut s = shared::testing::test_settings().unwrap();
+    s.plans.insert(
+        "tiny".into(),
+        Plan {
+            api_access: true,
+            credits_per_period: 2,
+            formats: vec!["wav".into(), "mp3".into(), "pcm".into()],
+        },
+    );
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(settings()).await
+}
+
+pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
+    let keys = key_service::Application::build(settings.clone())
+        .await
+        .unwrap();
+    settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
+    tokio::spawn(keys.run_until_stopped());
+    let gateway = gateway::Application::build(settings.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until_stopped());
+    let (workspace_id, api_key) = new_workspace(&settings, "acme", "scale");
+    TestApp {
+        address,
+        api_key,
+        workspace_id,
+        settings,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub fn connect(settings: &Settings) -> PgConnection {
+    PgConnection::establish(settings.database.url.expose_secret()).unwrap()
+}
+
+/// A workspace on `plan` and a key with every scope: (ws id, secret).
+pub fn new_workspace(settings: &Settings, name: &str, plan: &str) -> (String, String) {
+    let out = bootstrap(&mut connect(settings), settings, name, plan).unwrap();
+    (out.workspace_id.to_string(), out.api_key)
+}
+
+/// A second key of the app's workspace holding only `scopes`.
+pub fn key_with_scopes(app: &TestApp, scopes: &[&str]) -> String {
+    let secret = shared::api_key::generate();
+    let ws = shared::ids::WorkspaceId::parse(&app.workspace_id).unwrap();
+    ApiKey::insert(
+        &mut connect(&app.settings),
+        &NewApiKey {
+            id: uuid::Uuid::now_v7(),
+            workspace_id: ws.0,
+            name: "limited",
+            secret_sha256: &secret.sha256,
+            prefix: &secret.display_prefix,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    secret.secret
+}
+
+impl TestApp {
+    pub async fn post_generation(&self, body: &Value) -> reqwest::Response {
+        self.post_generation_with_key(body, &self.api_key).await
+    }
+
+    pub async fn post_generation_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/generations", self.address))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn seed_body(&self) -> Value {
+        serde_json::json!({ "text": SEED_TEXT, "voiceId": SEED_VOICE, "format": "wav" })
+    }
+
+    /// The next job on this app's `synth.jobs`, within a deadline.
+    pub async fn next_job(&self) -> Value {
+        let broker = Broker::new(&self.settings.amqp, "test-observer");
+        let ch = broker.channel().await.unwrap();
+        let queue = broker.topology().jobs_queue();
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "test-observer".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("no job within 10 s")
+            .unwrap()
+            .unwrap();
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        serde_json::from_slice(&delivery.data).unwrap()
+    }
+}
+
+/// Asserts the API.md error envelope with this status and code.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "wrong status for {code}"
+    );
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["type"].is_string(), "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    body
+}
+
+/// Polls `check` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

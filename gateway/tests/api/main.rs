@@ -1,0 +1,10 @@
+//! The gateway's integration tests: real PostgreSQL, real RabbitMQ, the
+//! real key service over HTTP, a fresh database and queue prefix per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audio;
+mod auth;
+mod generations;
+mod helpers;
+mod validation;
+mod webhooks;

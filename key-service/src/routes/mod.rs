@@ -1,0 +1,3 @@
+//! Routes of the key service (internal network only).
+
+pub mod verify;

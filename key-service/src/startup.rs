@@ -1,0 +1,88 @@
+//! Builds the key service's HTTP server (zero2prod shape): `build` binds
+//! (port 0 in tests), `port` says where, `run_until_stopped` serves until
+//! the shutdown token fires.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tokio_util::sync::CancellationToken;
+
+use shared::db::Db;
+use shared::http;
+use shared::keys_api::VERIFY_PATH;
+use shared::settings::Settings;
+
+/// What handlers share.
+pub struct State {
+    pub settings: Settings,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((
+            settings.key_service.host.as_str(),
+            settings.key_service.port,
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "Failed to bind key-service to {}:{}: {e}",
+                settings.key_service.host,
+                settings.key_service.port
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let db = web::Data::new(Db::new(&settings.database));
+        let state = web::Data::new(State { settings });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(http::request_id_middleware))
+                .app_data(http::json_config(64 * 1024))
+                .app_data(db.clone())
+                .app_data(state.clone())
+                .route("/healthz", web::get().to(http::healthz))
+                .route("/readyz", web::get().to(readyz))
+                .route(VERIFY_PATH, web::post().to(crate::routes::verify::verify))
+                .default_service(web::to(http::default_service))
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancel it to stop the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        Ok(())
+    }
+}
+
+async fn readyz(db: web::Data<Db>) -> HttpResponse {
+    http::readiness(Some(&db), None).await
+}
