@@ -93,6 +93,14 @@ impl Topology {
     pub fn webhooks_queue(&self) -> String {
         self.name("webhooks.events")
     }
+    /// Dead-letter exchange of events that could not be read.
+    pub fn events_dlx(&self) -> String {
+        self.name("voiceprod.events.dlx")
+    }
+    /// Dead events, kept for an operator to look at.
+    pub fn events_dlq(&self) -> String {
+        self.name("webhooks.events.dlq")
+    }
     /// Fanout exchange of key invalidations, one exclusive queue per gateway.
     pub fn keys_exchange(&self) -> String {
         self.name("voiceprod.keys")
@@ -189,7 +197,34 @@ impl Topology {
         )
         .await?;
 
-        ch.queue_declare(self.webhooks_queue().into(), queue, self.queue_args(true))
+        ch.exchange_declare(
+            self.events_dlx().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(self.events_dlq().into(), queue, self.queue_args(true))
+            .await?;
+        ch.queue_bind(
+            self.events_dlq().into(),
+            self.events_dlx().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let mut events_args = self.queue_args(true);
+        // An event the dispatcher cannot read is dead-lettered, not dropped.
+        events_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+        );
+        events_args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.events_dlx().into()),
+        );
+        ch.queue_declare(self.webhooks_queue().into(), queue, events_args)
             .await?;
         for key in ["generation.*", "voice.*", "webhook.*"] {
             ch.queue_bind(
@@ -359,6 +394,29 @@ pub struct Incoming {
     pub message_id: Option<String>,
 }
 
+/// How often the broker has delivered this message before: the quorum
+/// queue's `x-delivery-count` header (absent on the first delivery).
+fn delivery_count(props: &BasicProperties) -> u32 {
+    let value = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    match value {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongUInt(n)) => n,
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(n),
+        _ => 0,
+    }
+}
+
+/// 250 ms doubled per earlier delivery, at most 30 s.
+pub fn retry_delay(previous_deliveries: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1u64 << previous_deliveries.min(10));
+    Duration::from_millis(ms.min(30_000))
+}
+
 /// Consumes `queue` until `cancel` fires: bounded prefetch, each delivery
 /// handled on its own task, acked or nacked after the handler returns,
 /// reconnecting with capped backoff when the broker goes away. On
@@ -429,9 +487,20 @@ where
                 let handler = handler.clone();
                 let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
                 let span = tracing::info_span!("consume", messaging.system = "rabbitmq", messaging.operation = "process", messaging.destination = %queue, message_id = message_id.as_deref().unwrap_or(""));
+                let cancel = cancel.clone();
                 in_flight.spawn(async move {
                     let incoming = Incoming { data: delivery.data.clone(), redelivered: delivery.redelivered, message_id };
                     let outcome = handler(incoming).await;
+                    if outcome == Outcome::Retry {
+                        // Back off before requeueing, longer each time, so a
+                        // short outage of a dependency does not burn through
+                        // the queue's delivery limit in a hot loop.
+                        let delay = retry_delay(delivery_count(&delivery.properties));
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
                     let settled = match outcome {
                         Outcome::Ack => delivery.ack(BasicAckOptions::default()).await,
                         Outcome::Retry => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
@@ -449,4 +518,20 @@ where
     while in_flight.join_next().await.is_some() {}
     let _ = ch.close(200, "done".into()).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_up_to_thirty_seconds() {
+        assert_eq!(retry_delay(0), Duration::from_millis(250));
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(3), Duration::from_secs(2));
+        assert_eq!(retry_delay(7), Duration::from_secs(30));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
+        let total: Duration = (0..20).map(retry_delay).sum();
+        assert!(total > Duration::from_secs(300), "{total:?}");
+    }
 }

@@ -32,7 +32,7 @@ mod tests {
 
     #[test]
     fn boundaries_around_a_thousand() {
-        assert_eq!(credits_for(&"a".repeat(1)), 1);
+        assert_eq!(credits_for("a"), 1);
         assert_eq!(credits_for(&"a".repeat(999)), 1);
         assert_eq!(credits_for(&"a".repeat(1000)), 1);
         assert_eq!(credits_for(&"a".repeat(1001)), 2);

@@ -32,15 +32,15 @@ impl DbError {
     /// Whether this is the database being unreachable rather than a bad query.
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Unavailable(_) => true,
-            DbError::Query(Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            )) => true,
-            DbError::Query(Error::BrokenTransactionManager) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            DbError::Unavailable(_)
+                | DbError::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ))
+                | DbError::Query(Error::BrokenTransactionManager)
+        )
     }
 
     pub fn is_not_found(&self) -> bool {

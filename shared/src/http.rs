@@ -163,10 +163,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Some(cause) = &self.source {
-            if self.status.is_server_error() {
-                tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = self.code, "request failed");
-            }
+        if let Some(cause) = &self.source
+            && self.status.is_server_error()
+        {
+            tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = self.code, "request failed");
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after_secs {
@@ -293,16 +293,17 @@ pub async fn readiness(
     broker: Option<&crate::amqp::Broker>,
 ) -> HttpResponse {
     let mut failing = Vec::new();
-    if let Some(db) = db {
-        if let Err(e) = db.ping().await {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-            failing.push("database");
-        }
+    if let Some(db) = db
+        && let Err(e) = db.ping().await
+    {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+        failing.push("database");
     }
-    if let Some(broker) = broker {
-        if !broker.is_connected().await && broker.channel().await.is_err() {
-            failing.push("broker");
-        }
+    if let Some(broker) = broker
+        && !broker.is_connected().await
+        && broker.channel().await.is_err()
+    {
+        failing.push("broker");
     }
     if failing.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))

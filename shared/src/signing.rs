@@ -151,21 +151,19 @@ mod tests {
 
     #[test]
     fn audio_urls_verify_until_they_expire_and_not_when_tampered() {
+        use AudioUrlCheck::*;
         let key = b"0123456789abcdef0123";
         let url = audio_url("http://h/", key, "gen_1", 1000);
         let sig = url.rsplit("signature=").next().unwrap();
-        assert!(verify_audio_url(key, "gen_1", 1000, sig, 999));
-        assert!(verify_audio_url(key, "gen_1", 1000, sig, 1000));
-        assert!(!verify_audio_url(key, "gen_1", 1000, sig, 1001));
-        assert!(!verify_audio_url(key, "gen_2", 1000, sig, 999));
-        assert!(!verify_audio_url(key, "gen_1", 1001, sig, 999));
-        assert!(!verify_audio_url(
-            b"another key......",
-            "gen_1",
-            1000,
-            sig,
-            999
-        ));
-        assert!(!verify_audio_url(key, "gen_1", 1000, "zz", 999));
+        assert_eq!(verify_audio_url(key, "gen_1", 1000, sig, 999), Valid);
+        assert_eq!(verify_audio_url(key, "gen_1", 1000, sig, 1000), Valid);
+        assert_eq!(verify_audio_url(key, "gen_1", 1000, sig, 1001), Expired);
+        assert_eq!(verify_audio_url(key, "gen_2", 1000, sig, 999), Invalid);
+        assert_eq!(verify_audio_url(key, "gen_1", 1001, sig, 999), Invalid);
+        assert_eq!(
+            verify_audio_url(b"another key......", "gen_1", 1000, sig, 999),
+            Invalid
+        );
+        assert_eq!(verify_audio_url(key, "gen_1", 1000, "zz", 999), Invalid);
     }
 }

@@ -86,10 +86,10 @@ impl WebhookEndpoint {
     /// one while its overlap after a rotation lasts.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
-        if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at) {
-            if now < until {
-                secrets.push(old.as_str());
-            }
+        if let (Some(old), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
+            && now < until
+        {
+            secrets.push(old.as_str());
         }
         secrets
     }
