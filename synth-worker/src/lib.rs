@@ -1,1 +1,17 @@
-pub fn _x() {}
+//! The synthesis worker: consumes `synth.jobs`, renders each generation with
+//! espeak-ng in a pool of engine processes, encodes it, stores it, completes
+//! or fails the generation, and announces it on `voiceprod.events`.
+//! See README.md for the design.
+
+pub mod consumer;
+pub mod context;
+pub mod encode;
+pub mod engine;
+pub mod events;
+pub mod render;
+pub mod ssml;
+pub mod startup;
+
+pub use consumer::handle;
+pub use context::WorkerCtx;
+pub use startup::Application;

@@ -1,0 +1,146 @@
+//! The `synth.jobs` consumer: [`handle`] decides about one delivery (tests
+//! call it directly) and [`run`] wraps it in `shared::amqp::run_consumer`.
+//!
+//! Why nothing is lost or finished twice — the order of effects is:
+//! 1. put the audio in the object store (key derived from the generation,
+//!    so a repeat overwrites it with equivalent audio);
+//! 2. `Generation::complete`/`fail`: a conditional UPDATE from `processing`,
+//!    so exactly one delivery finishes the row and credits are refunded once;
+//! 3. publish the event (confirmed by the broker; its id is derived from the
+//!    generation, so a repeat is deduplicated downstream);
+//! 4. set `event_published_at`; 5. ack.
+//!
+//! A crash or error between any two steps leaves the job unacked, so the
+//! broker redelivers it (`Retry`, or the dropped channel). The redelivery
+//! re-reads the row: still `processing` → redo from 1; finished but
+//! `event_published_at` NULL → redo 3–5 only; finished and announced → ack.
+
+use std::sync::Arc;
+
+use shared::amqp::{Incoming, Outcome, run_consumer};
+use shared::ids::GenerationId;
+use shared::messages::{EventMessage, JobMessage};
+use shared::models::{Generation, GenerationStatus};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::context::WorkerCtx;
+use crate::events::terminal_event;
+use crate::render::{JobError, render_and_store};
+
+/// Decides about one delivery of `synth.jobs`.
+pub async fn handle(ctx: &WorkerCtx, incoming: Incoming) -> Outcome {
+    let job = match serde_json::from_slice::<JobMessage>(&incoming.data) {
+        Ok(job) => job,
+        Err(e) => {
+            // Poison: no retry can make it parse; dead-letter it for a human.
+            tracing::error!(error = %e, message_id = ?incoming.message_id, "unreadable job; rejecting");
+            return Outcome::Reject;
+        }
+    };
+    let JobMessage::SynthesizeV1 { generation_id } = job;
+    let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered);
+    match process(ctx, generation_id).instrument(span.clone()).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => {
+            span.in_scope(|| {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "job failed for now; it will be retried"
+                )
+            });
+            Outcome::Retry
+        }
+    }
+}
+
+/// Consumes until `cancel` fires, then lets the jobs in flight finish.
+pub async fn run(ctx: Arc<WorkerCtx>, prefetch: u16, cancel: CancellationToken) {
+    let queue = ctx.broker.topology().jobs_queue();
+    let broker = ctx.broker.clone();
+    run_consumer(broker, queue, prefetch, cancel, move |incoming| {
+        let ctx = ctx.clone();
+        async move { handle(&ctx, incoming).await }
+    })
+    .await;
+}
+
+/// `Err` means "retry": every permanent problem is settled on the row.
+async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
+    let Some(mut generation) = load(ctx, id.0).await? else {
+        // Nothing will ever render it (a deleted workspace, a foreign job).
+        tracing::warn!("no such generation; dropping the job");
+        return Ok(());
+    };
+    if generation.status() == GenerationStatus::Processing {
+        let finished = match render_and_store(ctx, &generation).await {
+            Ok(audio) => {
+                let gid = id.0;
+                ctx.db
+                    .run(move |c| {
+                        Generation::complete(c, gid, audio.duration_ms, &audio.storage_key)
+                            .map_err(anyhow::Error::from)
+                    })
+                    .await?
+            }
+            Err(JobError::Permanent { code, message }) => {
+                tracing::info!(code, message, "generation cannot succeed; failing it");
+                let error = JobError::to_json(code, &message);
+                let gid = id.0;
+                ctx.db
+                    .run(move |c| Generation::fail(c, gid, error).map_err(anyhow::Error::from))
+                    .await?
+            }
+            Err(JobError::Transient(e)) => return Err(e),
+        };
+        if !finished {
+            // Another delivery of the same job got there first; fine.
+            tracing::info!("generation was finished concurrently");
+        }
+        generation = load(ctx, id.0)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("generation vanished"))?;
+    } else {
+        tracing::info!(
+            status = generation.status,
+            "generation already finished; not rendering again"
+        );
+    }
+    announce(ctx, &generation).await
+}
+
+/// Publishes the finished generation's event unless that was confirmed
+/// before, then records that it was.
+async fn announce(ctx: &WorkerCtx, generation: &Generation) -> anyhow::Result<()> {
+    if generation.event_published_at.is_some() {
+        return Ok(());
+    }
+    let Some(event) = terminal_event(generation) else {
+        return Ok(());
+    };
+    let exchange = ctx.broker.topology().events_exchange();
+    let routing_key = event.event.as_str();
+    let message_id = event.id.to_string();
+    ctx.publisher
+        .publish(
+            &exchange,
+            routing_key,
+            &message_id,
+            &EventMessage::V1(event.clone()),
+        )
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("Failed to publish the event"))?;
+    let gid = generation.id;
+    ctx.db
+        .run(move |c| Generation::mark_event_published(c, gid).map_err(anyhow::Error::from))
+        .await?;
+    tracing::info!(event = routing_key, event_id = %message_id, "generation finished and announced");
+    Ok(())
+}
+
+async fn load(ctx: &WorkerCtx, id: Uuid) -> anyhow::Result<Option<Generation>> {
+    ctx.db
+        .run(move |c| Generation::find(c, id).map_err(anyhow::Error::from))
+        .await
+}

@@ -1,0 +1,187 @@
+//! The libespeak-ng C API, declared by hand (no bindgen: it would need
+//! libclang) and wrapped in [`Espeak`], the one safe handle of a process.
+//!
+//! Invariant: libespeak-ng keeps its voice, parameters and callback in
+//! process-wide globals and crashes when two threads synthesise at once
+//! (ENGINES.md), so an [`Espeak`] exists at most once per process, is not
+//! `Send`/`Sync`, and is only used by the engine process's single thread.
+
+use std::ffi::{CString, c_char, c_int, c_short, c_uint, c_void};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+// Values of speak_lib.h (espeak-ng 1.51).
+const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
+const POS_CHARACTER: c_int = 1;
+const ESPEAK_CHARS_UTF8: c_uint = 1;
+const ESPEAK_SSML: c_uint = 0x10;
+const ESPEAK_RATE: c_int = 1;
+const ESPEAK_PITCH: c_int = 3;
+const EE_OK: c_int = 0;
+const EE_NOT_FOUND: c_int = 2;
+
+/// espeakRATE_MINIMUM / espeakRATE_MAXIMUM: words per minute.
+pub const RATE_MIN: u16 = 80;
+pub const RATE_MAX: u16 = 450;
+
+/// `espeak_EVENT`. Only its layout matters: we never read the events, but
+/// the callback receives a pointer to an array of them.
+#[repr(C)]
+struct EspeakEvent {
+    kind: c_int,
+    unique_identifier: c_uint,
+    text_position: c_int,
+    length: c_int,
+    audio_position: c_int,
+    sample: c_int,
+    user_data: *mut c_void,
+    /// A union of `int`, `const char*` and `char[8]`: 8 bytes, pointer-aligned.
+    id: *const c_void,
+}
+
+type SynthCallback = unsafe extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
+
+#[link(name = "espeak-ng")]
+unsafe extern "C" {
+    fn espeak_Initialize(
+        output: c_int,
+        buflength: c_int,
+        path: *const c_char,
+        options: c_int,
+    ) -> c_int;
+    fn espeak_SetSynthCallback(cb: SynthCallback);
+    fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
+    fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
+    fn espeak_Synth(
+        text: *const c_void,
+        size: usize,
+        position: c_uint,
+        position_type: c_int,
+        end_position: c_uint,
+        flags: c_uint,
+        unique_identifier: *mut c_uint,
+        user_data: *mut c_void,
+    ) -> c_int;
+    fn espeak_Synchronize() -> c_int;
+}
+
+/// Samples of the synthesis in progress. A process-wide buffer mirrors
+/// libespeak-ng's own global state: the callback has no other reliable
+/// context (the terminating call may carry no `user_data`).
+static SAMPLES: Mutex<Vec<i16>> = Mutex::new(Vec::new());
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Appends each block of audio; returning 0 asks espeak-ng to go on.
+unsafe extern "C" fn collect_samples(
+    wav: *mut c_short,
+    count: c_int,
+    _events: *mut EspeakEvent,
+) -> c_int {
+    if wav.is_null() || count <= 0 {
+        return 0;
+    }
+    // SAFETY: espeak-ng hands us `count` valid samples at `wav` for the
+    // duration of this call.
+    let block = unsafe { std::slice::from_raw_parts(wav, count as usize) };
+    let mut buf = SAMPLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    buf.extend_from_slice(block);
+    0
+}
+
+/// Why a synthesis did not produce audio.
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("espeak-ng has no voice {0:?}")]
+    VoiceNotFound(String),
+    #[error("invalid voice name {0:?}")]
+    BadVoiceName(String),
+    #[error("the text contains a NUL character")]
+    NulInText,
+    #[error("espeak-ng refused the text (error {0})")]
+    Refused(i32),
+}
+
+/// The initialised engine of this process.
+pub struct Espeak {
+    sample_rate: u32,
+    /// Not `Send`/`Sync`: see the module invariant.
+    _single_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Espeak {
+    /// Initialises libespeak-ng for in-memory synthesis; `None` if it is
+    /// already initialised in this process or cannot find its data.
+    pub fn init() -> Option<Self> {
+        if INITIALISED.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        // SAFETY: called once per process (guarded above) before any other
+        // espeak function; a NULL path means the default data directory.
+        let rate = unsafe { espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, std::ptr::null(), 0) };
+        if rate <= 0 {
+            return None;
+        }
+        // SAFETY: the callback is a plain function valid for the whole process.
+        unsafe { espeak_SetSynthCallback(collect_samples) };
+        Some(Self {
+            sample_rate: rate as u32,
+            _single_thread: std::marker::PhantomData,
+        })
+    }
+
+    /// What espeak_Initialize reported (22,050 Hz for espeak-ng 1.51).
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Renders `text` with `voice` (`name` or `name+variant`) into mono s16.
+    pub fn synthesize(
+        &mut self,
+        text: &str,
+        ssml: bool,
+        voice: &str,
+        rate: u16,
+        pitch: u8,
+    ) -> Result<Vec<i16>, SynthError> {
+        let c_voice =
+            CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
+        let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
+        // SAFETY: `&mut self` proves we are the only user of the global
+        // engine; the strings outlive the calls.
+        unsafe {
+            match espeak_SetVoiceByName(c_voice.as_ptr()) {
+                EE_OK => {}
+                EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
+                code => return Err(SynthError::Refused(code)),
+            }
+            espeak_SetParameter(ESPEAK_RATE, i32::from(rate.clamp(RATE_MIN, RATE_MAX)), 0);
+            espeak_SetParameter(ESPEAK_PITCH, i32::from(pitch.min(100)), 0);
+        }
+        SAMPLES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let flags = ESPEAK_CHARS_UTF8 | if ssml { ESPEAK_SSML } else { 0 };
+        let bytes = c_text.as_bytes_with_nul();
+        // SAFETY: as above; in synchronous mode espeak_Synth calls the
+        // callback on this thread and returns when the text is rendered.
+        let code = unsafe {
+            let code = espeak_Synth(
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                0,
+                POS_CHARACTER,
+                0,
+                flags,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            espeak_Synchronize();
+            code
+        };
+        let samples = std::mem::take(&mut *SAMPLES.lock().unwrap_or_else(|p| p.into_inner()));
+        if code != EE_OK {
+            return Err(SynthError::Refused(code));
+        }
+        Ok(samples)
+    }
+}

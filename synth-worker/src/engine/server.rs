@@ -1,0 +1,136 @@
+//! The `synth-worker engine` process: one libespeak-ng per process, serving
+//! requests from stdin and answering on stdout (see `protocol`) until its
+//! stdin closes. Errors are answered as `Failed` replies; the process only
+//! dies if the library itself crashes, and the worker replaces it then.
+//!
+//! Before anything else, the protocol's stdout is moved to a private file
+//! descriptor and fd 1 is pointed at stderr, so that a stray `printf` of the
+//! C library can never corrupt a frame.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::FromRawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use super::ffi::{Espeak, SynthError};
+use super::protocol::{
+    EngineReply, EngineRequest, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes, write_frame,
+};
+
+unsafe extern "C" {
+    fn dup(fd: std::ffi::c_int) -> std::ffi::c_int;
+    fn dup2(old: std::ffi::c_int, new: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// Serves until stdin closes. Called by `main` for the hidden subcommand.
+pub fn serve_stdio() -> anyhow::Result<()> {
+    let out = protocol_stdout().context("Failed to set up the engine's output")?;
+    let mut out = BufWriter::new(out);
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let pid = std::process::id();
+
+    let Some(mut engine) = Espeak::init() else {
+        send(
+            &mut out,
+            &failed(
+                "engine_init_failed",
+                "libespeak-ng could not be initialised (is espeak-ng-data installed?)",
+            ),
+        )?;
+        anyhow::bail!("libespeak-ng could not be initialised");
+    };
+    send(
+        &mut out,
+        &EngineReply::Ready {
+            sample_rate: engine.sample_rate(),
+            pid,
+        },
+    )?;
+
+    while let Some(frame) =
+        read_frame(&mut input, MAX_REQUEST_BYTES).context("Failed to read a request")?
+    {
+        let request: EngineRequest = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                send(
+                    &mut out,
+                    &failed("bad_request", &format!("unreadable engine request: {e}")),
+                )?;
+                continue;
+            }
+        };
+        let started_us = now_us();
+        let result = engine.synthesize(
+            &request.text,
+            request.ssml,
+            &request.voice,
+            request.rate,
+            request.pitch,
+        );
+        let finished_us = now_us();
+        match result {
+            Ok(samples) => {
+                let reply = EngineReply::Rendered {
+                    sample_rate: engine.sample_rate(),
+                    samples: samples.len() as u64,
+                    pid,
+                    started_us,
+                    finished_us,
+                };
+                write_frame(&mut out, &serde_json::to_vec(&reply)?)?;
+                write_frame(&mut out, &samples_to_le_bytes(&samples))?;
+                out.flush()?;
+            }
+            Err(e) => send(&mut out, &refusal(&e))?,
+        }
+    }
+    Ok(())
+}
+
+fn refusal(e: &SynthError) -> EngineReply {
+    let code = match e {
+        SynthError::VoiceNotFound(_) | SynthError::BadVoiceName(_) => "voice_unavailable",
+        SynthError::NulInText => "invalid_text",
+        SynthError::Refused(_) => "synthesis_failed",
+    };
+    failed(code, &e.to_string())
+}
+
+fn failed(code: &str, message: &str) -> EngineReply {
+    EngineReply::Failed {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn send(out: &mut impl Write, reply: &EngineReply) -> anyhow::Result<()> {
+    write_frame(out, &serde_json::to_vec(reply)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A private duplicate of stdout for the protocol; fd 1 becomes stderr.
+fn protocol_stdout() -> std::io::Result<File> {
+    std::io::stdout().flush()?;
+    // SAFETY: plain fd syscalls on descriptors this process owns; the new
+    // descriptor is owned by the returned File alone.
+    unsafe {
+        let fd = dup(1);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(fd))
+    }
+}

@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The synth-worker's integration tests: real espeak-ng engine processes,
+//! real PostgreSQL and RabbitMQ (a fresh database and topology per test).
+
+mod app;
+mod consumer;
+mod engine;
+mod helpers;
