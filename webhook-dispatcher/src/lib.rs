@@ -1,1 +1,20 @@
-pub fn _x() {}
+//! The webhook dispatcher: consumes events from `webhooks.events`, fans each
+//! out to the subscribed endpoints of its workspace as rows of
+//! `webhook_deliveries`, and delivers those rows as signed
+//! [Standard Webhooks](https://www.standardwebhooks.com/) requests with
+//! retries, leases and a delivery log (API.md "Webhooks").
+//!
+//! The database is the source of truth: an event is acked only once its
+//! deliveries are committed, and a delivery is only ever sent by the
+//! dispatcher holding its lease.
+
+pub mod consumer;
+pub mod context;
+pub mod delivery;
+pub mod routes;
+pub mod schedule;
+pub mod startup;
+pub mod target;
+
+pub use context::{Context, DeliveryConfig};
+pub use startup::Application;

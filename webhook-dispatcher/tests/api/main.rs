@@ -1,0 +1,11 @@
+//! Integration tests of the webhook dispatcher against the real PostgreSQL,
+//! RabbitMQ and a local HTTP receiver: one binary, modules by behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod consumer;
+mod delivery;
+mod helpers;
+mod lease;
+mod receiver;
+mod replicas;
+mod retries;
