@@ -48,13 +48,16 @@ impl Principal {
     }
 }
 
+/// What the key service said of a hash (`None`: unknown), and when.
+type CacheEntry = (Option<VerifiedKey>, Instant);
+
 /// Verifies keys against the key service, with a short-lived cache.
 pub struct KeyVerifier {
     client: reqwest::Client,
     verify_url: String,
     token: SecretString,
     ttl: Duration,
-    cache: RwLock<HashMap<[u8; 32], (Option<VerifiedKey>, Instant)>>,
+    cache: RwLock<HashMap<[u8; 32], CacheEntry>>,
 }
 
 impl KeyVerifier {

@@ -77,14 +77,14 @@ impl CreateGeneration {
             )
             .with_param("speed"));
         }
-        if let Some(rate) = self.sample_rate {
-            if !SAMPLE_RATES.contains(&rate) {
-                return Err(ApiError::bad_request(
-                    "invalid_sample_rate",
-                    format!("sampleRate {rate} is not one of {SAMPLE_RATES:?}"),
-                )
-                .with_param("sampleRate"));
-            }
+        if let Some(rate) = self.sample_rate
+            && !SAMPLE_RATES.contains(&rate)
+        {
+            return Err(ApiError::bad_request(
+                "invalid_sample_rate",
+                format!("sampleRate {rate} is not one of {SAMPLE_RATES:?}"),
+            )
+            .with_param("sampleRate"));
         }
         if let Some(metadata) = &self.metadata {
             if !metadata.is_object() {
