@@ -4,5 +4,6 @@
 
 mod app;
 mod consumer;
+mod e2e;
 mod engine;
 mod helpers;

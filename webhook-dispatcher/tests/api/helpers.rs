@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use webhook_dispatcher::Application;
 
-use crate::receiver::Receiver;
+use shared::testing::receiver::Receiver;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 

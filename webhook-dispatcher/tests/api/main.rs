@@ -6,6 +6,5 @@ mod consumer;
 mod delivery;
 mod helpers;
 mod lease;
-mod receiver;
 mod replicas;
 mod retries;

@@ -23,12 +23,12 @@ impl Recorded {
     }
 
     /// The headers as the `http` 1 map `standardwebhooks` verifies against.
-    pub fn header_map(&self) -> reqwest::header::HeaderMap {
-        let mut map = reqwest::header::HeaderMap::new();
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
         for (n, v) in &self.headers {
             map.append(
-                reqwest::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                reqwest::header::HeaderValue::from_str(v).unwrap(),
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
             );
         }
         map

@@ -1,6 +1,10 @@
 //! Test support shared by every crate's integration tests (feature
 //! `testing`): a fresh, migrated database per test and a unique AMQP
-//! prefix, so tests run in parallel on the one PostgreSQL and RabbitMQ.
+//! prefix, so tests run in parallel on the one PostgreSQL and RabbitMQ;
+//! and a real HTTP receiver standing in for a customer's webhook endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod receiver;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use secrecy::SecretString;
