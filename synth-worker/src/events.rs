@@ -6,7 +6,6 @@
 //! (UUIDv5), so a re-emitted event carries the same `webhook-id` and the
 //! dispatcher's unique (event, endpoint) delivery row deduplicates it.
 
-use chrono::SecondsFormat;
 use shared::ids::{GenerationId, MessageId, WorkspaceId};
 use shared::messages::{Event, EventType};
 use shared::models::{Generation, GenerationStatus};
@@ -37,7 +36,7 @@ pub fn terminal_event(g: &Generation) -> Option<Event> {
                 "voiceId": g.voice_id,
                 "format": g.format,
                 "durationMs": g.duration_ms.unwrap_or(0),
-                "completedAt": completed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "completedAt": shared::time::format(completed_at),
             }),
         ),
         GenerationStatus::Failed => (

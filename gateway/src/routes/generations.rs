@@ -35,6 +35,7 @@ struct Accepted {
     status: &'static str,
     voice_id: String,
     credits: i64,
+    #[serde(serialize_with = "shared::time::serialize")]
     created_at: DateTime<Utc>,
 }
 
@@ -48,12 +49,16 @@ pub struct GenerationView {
     format: String,
     credits: i64,
     characters: i64,
+    #[serde(serialize_with = "shared::time::serialize")]
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     audio_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shared::time::serialize_opt"
+    )]
     completed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<serde_json::Value>,

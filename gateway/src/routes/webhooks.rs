@@ -30,6 +30,7 @@ struct EndpointView {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     enabled: bool,
+    #[serde(serialize_with = "shared::time::serialize")]
     created_at: DateTime<Utc>,
     /// Only in the answer to the request that created it.
     #[serde(skip_serializing_if = "Option::is_none")]
