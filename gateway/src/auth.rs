@@ -1,18 +1,27 @@
 //! Bearer-key authentication. A secret is checked for shape and checksum
 //! first (no lookup for noise), then hashed; only the hash goes to the key
 //! service, and its answer is cached for `gateway.key_cache_ttl_ms`.
-//! The `Principal` extractor gives handlers the key, workspace and scopes.
+//!
+//! Invariants:
+//! - A key invalidated on `voiceprod.keys` (revoked, rotated) is dropped
+//!   from the cache at once, and an answer from the key service that was
+//!   requested before an invalidation arrived is not trusted (the epoch
+//!   check), so no key is admitted after its revocation reached this gateway.
+//! - While the key service is unreachable, keys verified within
+//!   `key_stale_window_ms` keep working; anything else gets 503.
+//! - Use of a key is recorded in memory and flushed in batches
+//!   (`last_used.rs`), never as a database write per request.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
 
 use shared::api_key;
 use shared::http::ApiError;
@@ -20,10 +29,13 @@ use shared::ids::{KeyId, WorkspaceId};
 use shared::keys_api::{VERIFY_PATH, VerifiedKey, VerifyRequest};
 use shared::settings::Plan;
 
+use crate::key_service::KeyServiceClient;
 use crate::startup::State;
 
 /// Entries kept at most; past it the cache starts over (a bound, not an LRU).
 const CACHE_CAPACITY: usize = 100_000;
+/// Verifications retried when invalidations keep arriving meanwhile.
+const MAX_VERIFY_ROUNDS: usize = 3;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -32,6 +44,7 @@ pub struct Principal {
     pub workspace_id: WorkspaceId,
     pub scopes: Vec<String>,
     pub plan: Plan,
+    pub credit_limit: Option<i64>,
 }
 
 impl Principal {
@@ -49,81 +62,162 @@ impl Principal {
 }
 
 /// What the key service said of a hash (`None`: unknown), and when.
-type CacheEntry = (Option<VerifiedKey>, Instant);
+#[derive(Clone)]
+struct CacheEntry {
+    key: Option<VerifiedKey>,
+    verified_at: Instant,
+}
+
+/// How a lookup was answered (for metrics and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    KeyService,
+    /// The key service was unreachable; a recent answer was used.
+    Stale,
+}
 
 /// Verifies keys against the key service, with a short-lived cache.
 pub struct KeyVerifier {
-    client: reqwest::Client,
-    verify_url: String,
-    token: SecretString,
+    client: Arc<KeyServiceClient>,
     ttl: Duration,
+    stale_window: Duration,
     cache: RwLock<HashMap<[u8; 32], CacheEntry>>,
+    /// Bumped by every invalidation; see the module invariants.
+    epoch: AtomicU64,
+    /// Whether invalidations are being received (readiness).
+    listening: AtomicBool,
 }
 
 impl KeyVerifier {
-    pub fn new(key_service_url: &str, token: SecretString, ttl: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .connect_timeout(Duration::from_secs(1))
-            .build()?;
-        Ok(Self {
+    pub fn new(client: Arc<KeyServiceClient>, ttl: Duration, stale_window: Duration) -> Self {
+        Self {
             client,
-            verify_url: format!("{}{VERIFY_PATH}", key_service_url.trim_end_matches('/')),
-            token,
             ttl,
+            stale_window,
             cache: RwLock::new(HashMap::new()),
-        })
+            epoch: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        }
     }
 
-    fn cached(&self, hash: &[u8; 32]) -> Option<Option<VerifiedKey>> {
-        let cache = self.cache.read().ok()?;
-        let (value, at) = cache.get(hash)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
+    /// The invalidation listener is (not) connected.
+    pub fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::SeqCst);
     }
 
-    fn remember(&self, hash: [u8; 32], value: Option<VerifiedKey>) {
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    fn cached(&self, hash: &[u8; 32]) -> Option<CacheEntry> {
+        self.cache.read().ok()?.get(hash).cloned()
+    }
+
+    fn remember(&self, hash: [u8; 32], key: Option<VerifiedKey>, epoch: u64) {
         if let Ok(mut cache) = self.cache.write() {
+            // An invalidation arrived while we asked: the answer may predate it.
+            if self.epoch.load(Ordering::SeqCst) != epoch {
+                return;
+            }
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
-            cache.insert(hash, (value, Instant::now()));
+            cache.insert(
+                hash,
+                CacheEntry {
+                    key,
+                    verified_at: Instant::now(),
+                },
+            );
         }
     }
 
-    /// The key with this hash, `None` if the key service does not know it.
-    pub async fn verify(&self, hash: [u8; 32]) -> Result<Option<VerifiedKey>, ApiError> {
-        if let Some(hit) = self.cached(&hash) {
-            return Ok(hit);
+    /// Drops these key hashes (hex SHA-256) from the cache.
+    pub fn invalidate_hashes(&self, hashes: &[String]) {
+        if let Ok(mut cache) = self.cache.write() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            for h in hashes {
+                if let Ok(bytes) = hex::decode(h)
+                    && let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice())
+                {
+                    cache.remove(&hash);
+                }
+            }
         }
-        let unavailable = |e: anyhow::Error| {
-            ApiError::unavailable(
-                "key_service_unavailable",
-                "keys cannot be verified right now; try again",
-                e,
-            )
-        };
+    }
+
+    /// Drops every cached entry of this key (this gateway revoked or rotated it).
+    pub fn invalidate_key(&self, key_id: KeyId) {
+        if let Ok(mut cache) = self.cache.write() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            cache.retain(|_, e| e.key.as_ref().is_none_or(|k| k.key_id != key_id));
+        }
+    }
+
+    /// Forgets everything (invalidations may have been missed).
+    pub fn clear(&self) {
+        if let Ok(mut cache) = self.cache.write() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            cache.clear();
+        }
+    }
+
+    async fn ask(&self, hash: [u8; 32]) -> Result<Option<VerifiedKey>, anyhow::Error> {
         let response = self
             .client
-            .post(&self.verify_url)
-            .bearer_auth(self.token.expose_secret())
+            .request(reqwest::Method::POST, VERIFY_PATH)
             .json(&VerifyRequest {
                 key_hash: hex::encode(hash),
             })
             .send()
-            .await
-            .map_err(|e| unavailable(e.into()))?;
-        let value = match response.status() {
-            s if s.is_success() => Some(
-                response
-                    .json::<VerifiedKey>()
-                    .await
-                    .map_err(|e| unavailable(e.into()))?,
-            ),
-            reqwest::StatusCode::NOT_FOUND => None,
-            s => return Err(unavailable(anyhow::anyhow!("key service answered {s}"))),
-        };
-        self.remember(hash, value.clone());
-        Ok(value)
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(Some(response.json::<VerifiedKey>().await?)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s => Err(anyhow::anyhow!("key service answered {s}")),
+        }
+    }
+
+    /// The key with this hash, `None` if the key service does not know it.
+    pub async fn verify(&self, hash: [u8; 32]) -> Result<(Option<VerifiedKey>, Source), ApiError> {
+        let cached = self.cached(&hash);
+        if let Some(entry) = &cached
+            && entry.verified_at.elapsed() < self.ttl
+        {
+            return Ok((entry.key.clone(), Source::Cache));
+        }
+        for _ in 0..MAX_VERIFY_ROUNDS {
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            match self.ask(hash).await {
+                Ok(key) => {
+                    if self.epoch.load(Ordering::SeqCst) == epoch {
+                        self.remember(hash, key.clone(), epoch);
+                        return Ok((key, Source::KeyService));
+                    }
+                    // Invalidated while we asked: ask again for the newer truth.
+                }
+                Err(e) => {
+                    // Only what is still cached (never invalidated) may be used stale.
+                    if let Some(entry) = self.cached(&hash)
+                        && entry.verified_at.elapsed() < self.stale_window
+                    {
+                        tracing::warn!(error = %e, "key service unreachable; using a recent verification");
+                        return Ok((entry.key, Source::Stale));
+                    }
+                    return Err(ApiError::unavailable(
+                        "key_service_unavailable",
+                        "keys cannot be verified right now; try again",
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(ApiError::unavailable(
+            "key_service_unavailable",
+            "keys cannot be verified right now; try again",
+            anyhow::anyhow!("key invalidated repeatedly during verification"),
+        ))
     }
 }
 
@@ -159,11 +253,9 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<State>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("gateway state missing")))?;
-    let key = state
-        .keys
-        .verify(hash)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
+    let (key, _) = state.keys.verify(hash).await?;
+    let key =
+        key.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
     let now = Utc::now();
     if key.revoked_at.is_some_and(|t| t <= now) {
         return Err(ApiError::unauthorized(
@@ -188,11 +280,13 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
                 "API access is not part of this workspace's plan; upgrade to scale",
             )
         })?;
+    state.last_used.record(key.key_id);
     Ok(Principal {
         key_id: key.key_id,
         workspace_id: key.workspace_id,
         scopes: key.scopes,
         plan,
+        credit_limit: key.credit_limit,
     })
 }
 

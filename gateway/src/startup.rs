@@ -18,6 +18,8 @@ use shared::http::{self, ApiError};
 use shared::settings::Settings;
 
 use crate::auth::KeyVerifier;
+use crate::key_service::KeyServiceClient;
+use crate::last_used::LastUsed;
 
 /// What every handler shares.
 pub struct State {
@@ -25,7 +27,9 @@ pub struct State {
     pub db: Db,
     pub publisher: Publisher,
     pub store: Arc<dyn ObjectStore>,
-    pub keys: KeyVerifier,
+    pub keys: Arc<KeyVerifier>,
+    pub key_service: Arc<KeyServiceClient>,
+    pub last_used: LastUsed,
 }
 
 impl State {
@@ -59,15 +63,21 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("Failed to bind gateway to {}:{}: {e}", g.host, g.port))?;
         let port = listener.local_addr()?.port();
         let broker = Broker::new(&settings.amqp, "gateway");
+        let key_service = Arc::new(KeyServiceClient::new(
+            &settings.gateway.key_service_url,
+            settings.key_service.internal_token.clone(),
+        )?);
         let state = Arc::new(State {
             db: Db::new(&settings.database),
             publisher: Publisher::new(broker),
             store: shared::storage::open(&settings.storage)?,
-            keys: KeyVerifier::new(
-                &settings.gateway.key_service_url,
-                settings.key_service.internal_token.clone(),
+            keys: Arc::new(KeyVerifier::new(
+                key_service.clone(),
                 Duration::from_millis(settings.gateway.key_cache_ttl_ms),
-            )?,
+                Duration::from_millis(settings.gateway.key_stale_window_ms),
+            )),
+            last_used: LastUsed::new(key_service.clone()),
+            key_service,
             settings,
         });
         // Connect early so the first request does not pay for it; a broker
@@ -111,11 +121,27 @@ impl Application {
         self.shutdown.clone()
     }
 
+    /// What the handlers share (benchmarks look at the key cache through it).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(crate::sweeper::run(
             self.state.clone(),
             self.shutdown.clone(),
         ));
+        let listener = tokio::spawn(crate::keys_listener::run(
+            self.state.publisher.broker().clone(),
+            self.state.keys.clone(),
+            self.shutdown.clone(),
+        ));
+        let state = self.state.clone();
+        let background = self.shutdown.clone();
+        let last_used = tokio::spawn(async move {
+            let interval = Duration::from_millis(state.settings.gateway.last_used_flush_ms);
+            state.last_used.run(interval, background).await;
+        });
         let handle = self.server.handle();
         let token = self.shutdown.clone();
         tokio::spawn(async move {
@@ -125,11 +151,18 @@ impl Application {
         self.server.await?;
         self.shutdown.cancel();
         let _ = sweeper.await;
+        let _ = listener.await;
+        let _ = last_used.await;
         self.state.publisher.broker().close().await;
         Ok(())
     }
 }
 
 async fn readyz(state: web::Data<State>) -> HttpResponse {
-    http::readiness(Some(&state.db), Some(state.publisher.broker())).await
+    let mut failing = Vec::new();
+    if !state.keys.is_listening() {
+        // Without invalidations a revoked key could be served from the cache.
+        failing.push("key_invalidations");
+    }
+    http::readiness_with(Some(&state.db), Some(state.publisher.broker()), failing).await
 }

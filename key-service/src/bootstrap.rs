@@ -79,6 +79,8 @@ pub fn bootstrap(
                 prefix: &secret.display_prefix,
                 scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
                 expires_at: None,
+                credit_limit: None,
+                rotated_from: None,
             },
         )?;
         Ok(Bootstrapped {

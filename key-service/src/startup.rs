@@ -9,14 +9,17 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
+use shared::amqp::{Broker, Publisher};
 use shared::db::Db;
 use shared::http;
-use shared::keys_api::VERIFY_PATH;
 use shared::settings::Settings;
 
 /// What handlers share.
 pub struct State {
     pub settings: Settings,
+    pub db: Db,
+    /// Announces key invalidations on `voiceprod.keys`.
+    pub publisher: Publisher,
 }
 
 pub struct Application {
@@ -39,8 +42,14 @@ impl Application {
             )
         })?;
         let port = listener.local_addr()?.port();
-        let db = web::Data::new(Db::new(&settings.database));
-        let state = web::Data::new(State { settings });
+        let db = Db::new(&settings.database);
+        let publisher = Publisher::new(Broker::new(&settings.amqp, "key-service"));
+        let state = web::Data::new(State {
+            db: db.clone(),
+            publisher,
+            settings,
+        });
+        let db = web::Data::new(db);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http::request_id_middleware))
@@ -49,7 +58,7 @@ impl Application {
                 .app_data(state.clone())
                 .route("/healthz", web::get().to(http::healthz))
                 .route("/readyz", web::get().to(readyz))
-                .route(VERIFY_PATH, web::post().to(crate::routes::verify::verify))
+                .configure(crate::routes::configure)
                 .default_service(web::to(http::default_service))
         })
         .disable_signals()

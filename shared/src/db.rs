@@ -62,6 +62,12 @@ impl From<DbError> for crate::http::ApiError {
     }
 }
 
+impl From<diesel::result::Error> for crate::http::ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
 /// A cheap-to-clone handle on the pool.
 #[derive(Clone)]
 pub struct Db {

@@ -4,6 +4,8 @@
 //! A 500 says nothing internal: its body carries the request id, and the
 //! full cause chain is logged once, here, at the edge.
 
+use std::borrow::Cow;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -47,7 +49,7 @@ pub struct ErrorBody {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub message: String,
     pub param: Option<String>,
     pub retry_after_secs: Option<u64>,
@@ -68,10 +70,14 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             param: None,
             retry_after_secs: None,
@@ -84,19 +90,19 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
@@ -110,7 +116,7 @@ impl ApiError {
 
     /// A dependency is down: 503 with `Retry-After`; the cause is logged.
     pub fn unavailable(
-        code: &'static str,
+        code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
         cause: impl Into<anyhow::Error>,
     ) -> Self {
@@ -148,7 +154,7 @@ impl ApiError {
         ErrorEnvelope {
             error: ErrorBody {
                 kind: self.kind().to_owned(),
-                code: self.code.to_owned(),
+                code: self.code.to_string(),
                 message: self.message.clone(),
                 param: self.param.clone(),
                 request_id: current_request_id(),
@@ -166,7 +172,7 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.source
             && self.status.is_server_error()
         {
-            tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = self.code, "request failed");
+            tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = %self.code, "request failed");
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after_secs {
@@ -292,7 +298,15 @@ pub async fn readiness(
     db: Option<&crate::db::Db>,
     broker: Option<&crate::amqp::Broker>,
 ) -> HttpResponse {
-    let mut failing = Vec::new();
+    readiness_with(db, broker, Vec::new()).await
+}
+
+/// `readiness`, with parts of the service's own already known to be failing.
+pub async fn readiness_with(
+    db: Option<&crate::db::Db>,
+    broker: Option<&crate::amqp::Broker>,
+    mut failing: Vec<&'static str>,
+) -> HttpResponse {
     if let Some(db) = db
         && let Err(e) = db.ping().await
     {

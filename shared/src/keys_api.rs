@@ -1,5 +1,7 @@
-//! The internal key-verification call between the gateway and the key
-//! service: only the SHA-256 of a secret travels, never the secret.
+//! The internal API between the gateway and the key service. Only the
+//! SHA-256 of a secret travels for verification; a new secret travels once,
+//! from the key service through the gateway to the client that asked for it.
+//! Every call carries the internal token.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,13 @@ use crate::ids::{KeyId, WorkspaceId};
 
 /// Path of the verify endpoint on the key service.
 pub const VERIFY_PATH: &str = "/internal/v1/keys/verify";
+/// Path of the batched last-used updates.
+pub const TOUCH_PATH: &str = "/internal/v1/keys/touch";
+
+/// Path of a workspace's keys on the key service.
+pub fn workspace_keys_path(workspace: WorkspaceId) -> String {
+    format!("/internal/v1/workspaces/{workspace}/keys")
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,7 +26,7 @@ pub struct VerifyRequest {
 }
 
 /// What the key service knows of a key; the gateway decides what it means
-/// (expired, revoked, plan without API access).
+/// (expired, revoked, plan without API access, over its credit limit).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifiedKey {
@@ -27,4 +36,73 @@ pub struct VerifiedKey {
     pub plan: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Credits this key may spend per period; `None`: only the workspace's allowance.
+    #[serde(default)]
+    pub credit_limit: Option<i64>,
+}
+
+/// `POST /internal/v1/workspaces/{ws}/keys`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateKeyRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub credit_limit: Option<i64>,
+    /// The scopes of the key making the request: a key cannot mint more.
+    pub caller_scopes: Vec<String>,
+}
+
+/// `POST /internal/v1/workspaces/{ws}/keys/{id}/rotate`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateKeyRequest {
+    pub grace_period_seconds: i64,
+    pub caller_scopes: Vec<String>,
+}
+
+/// A key as the API shows it (never its secret or hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: KeyId,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    #[serde(with = "crate::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339_opt")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339_opt")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339_opt")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub credit_limit: Option<i64>,
+    pub rotated_from: Option<KeyId>,
+}
+
+/// A key just created or rotated, with its secret: shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub secret: String,
+}
+
+/// One key's last use, as the gateway saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Touch {
+    pub key_id: KeyId,
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// `POST /internal/v1/keys/touch`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchRequest {
+    pub entries: Vec<Touch>,
 }

@@ -115,10 +115,16 @@ async fn create(
         idempotency_key: None,
         request_hash: None,
     };
+    let key_limit = principal.credit_limit;
     let created = state
         .db
-        .run(move |conn| match Generation::create(conn, &new) {
+        .run(move |conn| match Generation::create_within_key_limit(conn, &new, key_limit) {
             Ok(g) => Ok(g),
+            Err(CreateError::KeyCreditLimit) => Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "key_credit_limit",
+                format!("this generation costs {} credits, more than this key may still spend this period", new.credits),
+            )),
             Err(CreateError::InsufficientCredits) => Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",

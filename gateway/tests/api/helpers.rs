@@ -20,6 +20,8 @@ pub const SEED_VOICE: &str = "voice_8f2a1c";
 
 pub struct TestApp {
     pub address: String,
+    /// Cancel to stop the key service (as if it went down).
+    pub key_service_stop: tokio_util::sync::CancellationToken,
     pub api_key: String,
     pub workspace_id: String,
     pub settings: Settings,
@@ -50,6 +52,7 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
         .await
         .unwrap();
     settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
+    let key_service_stop = keys.shutdown_token();
     tokio::spawn(keys.run_until_stopped());
     let gateway = gateway::Application::build(settings.clone()).await.unwrap();
     let address = format!("http://127.0.0.1:{}", gateway.port());
@@ -57,11 +60,27 @@ pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
     let (workspace_id, api_key) = new_workspace(&settings, "acme", "scale");
     TestApp {
         address,
+        key_service_stop,
         api_key,
         workspace_id,
         settings,
         client: reqwest::Client::new(),
     }
+}
+
+/// One more gateway on the same database, broker topology and key service;
+/// returns its address once it is ready (listening for key invalidations).
+pub async fn spawn_gateway(settings: &Settings) -> String {
+    let gateway = gateway::Application::build(settings.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until_stopped());
+    let client = reqwest::Client::new();
+    eventually(10, || async {
+        let ready = client.get(format!("{address}/readyz")).send().await.ok()?;
+        ready.status().is_success().then_some(())
+    })
+    .await;
+    address
 }
 
 pub fn connect(settings: &Settings) -> PgConnection {
@@ -88,6 +107,8 @@ pub fn key_with_scopes(app: &TestApp, scopes: &[&str]) -> String {
             prefix: &secret.display_prefix,
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             expires_at: None,
+            credit_limit: None,
+            rotated_from: None,
         },
     )
     .unwrap();

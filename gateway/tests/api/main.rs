@@ -6,5 +6,6 @@ mod audio;
 mod auth;
 mod generations;
 mod helpers;
+mod keys;
 mod validation;
 mod webhooks;

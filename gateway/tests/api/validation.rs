@@ -164,24 +164,23 @@ async fn unknown_routes_are_404_in_the_envelope() {
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
 
-    assert_eq!(
-        app.client
-            .get(format!("{}/healthz", app.address))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        app.client
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(health.status().as_u16(), 200);
+    // Ready once the database, the broker and the key-invalidation listener are up.
+    eventually(10, || async {
+        let ready = app
+            .client
             .get(format!("{}/readyz", app.address))
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+            .unwrap();
+        ready.status().is_success().then_some(())
+    })
+    .await;
 }

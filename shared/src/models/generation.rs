@@ -86,8 +86,39 @@ pub struct NewGeneration {
 pub enum CreateError {
     #[error("not enough credits left in this period")]
     InsufficientCredits,
+    #[error("the key's credit limit for this period would be exceeded")]
+    KeyCreditLimit,
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
+}
+
+#[derive(QueryableByName)]
+struct Spent {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    spent: i64,
+}
+
+/// Net credits the key spent since its workspace's period began. Takes a
+/// transaction-scoped advisory lock on the key first, so two concurrent
+/// requests of one key cannot both fit under its limit.
+fn key_spent_this_period(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    key: Uuid,
+) -> QueryResult<i64> {
+    let lock = i64::from_be_bytes(key.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(lock)
+        .execute(conn)?;
+    let row: Spent = diesel::sql_query(
+        "SELECT COALESCE(SUM(u.credits), 0)::BIGINT AS spent FROM usage_events u \
+         JOIN workspaces w ON w.id = u.workspace_id \
+         WHERE u.api_key_id = $1 AND u.workspace_id = $2 AND u.created_at >= w.period_start",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(key)
+    .bind::<diesel::sql_types::Uuid, _>(workspace_id)
+    .get_result(conn)?;
+    Ok(row.spent)
 }
 
 impl Generation {
@@ -98,7 +129,22 @@ impl Generation {
     /// One transaction: reserve the credits, insert the row, record the
     /// charge. Either all three happen or none.
     pub fn create(conn: &mut PgConnection, new: &NewGeneration) -> Result<Generation, CreateError> {
+        Self::create_within_key_limit(conn, new, None)
+    }
+
+    /// `create`, and the key may not spend more than `key_credit_limit`
+    /// credits in the workspace's current period.
+    pub fn create_within_key_limit(
+        conn: &mut PgConnection,
+        new: &NewGeneration,
+        key_credit_limit: Option<i64>,
+    ) -> Result<Generation, CreateError> {
         conn.transaction(|conn| {
+            if let (Some(limit), Some(key)) = (key_credit_limit, new.api_key_id)
+                && key_spent_this_period(conn, new.workspace_id, key)? + new.credits > limit
+            {
+                return Err(CreateError::KeyCreditLimit);
+            }
             if !Workspace::reserve_credits(conn, new.workspace_id, new.credits)? {
                 return Err(CreateError::InsufficientCredits);
             }

@@ -1,0 +1,246 @@
+//! `/v1/keys`: create, list (with this period's usage per key), rotate with
+//! a grace period, revoke. The key service owns keys and validates; the
+//! gateway checks `keys:manage`, passes the caller's scopes so a key cannot
+//! mint more than it holds, adds usage from the ledger it owns, and drops a
+//! revoked or rotated key from its own cache before answering.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use shared::db::DbError;
+use shared::http::{ApiError, ErrorEnvelope};
+use shared::ids::KeyId;
+use shared::keys_api::{
+    CreateKeyRequest, CreatedKey, KeyView, RotateKeyRequest, workspace_keys_path,
+};
+
+use crate::auth::Principal;
+use crate::startup::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/keys", web::post().to(create))
+        .route("/v1/keys", web::get().to(list))
+        .route("/v1/keys/{id}/rotate", web::post().to(rotate))
+        .route("/v1/keys/{id}", web::delete().to(revoke));
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    credit_limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateKey {
+    grace_period_seconds: i64,
+}
+
+/// This period's usage of one key, from the ledger.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    /// Net credits: charges less refunds.
+    credits: i64,
+    /// Generations created with the key.
+    requests: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyWithUsage {
+    #[serde(flatten)]
+    key: KeyView,
+    usage: KeyUsage,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyList {
+    data: Vec<KeyWithUsage>,
+    has_more: bool,
+}
+
+fn unavailable(e: impl Into<anyhow::Error>) -> ApiError {
+    ApiError::unavailable(
+        "key_service_unavailable",
+        "keys cannot be managed right now; try again",
+        e,
+    )
+}
+
+/// The key service's answer as ours: its 2xx body parsed as `T`, its 4xx
+/// passed through in the envelope, anything else a 503.
+async fn answer<T: serde::de::DeserializeOwned>(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(StatusCode, T), ApiError> {
+    let response = response.map_err(unavailable)?;
+    let status = StatusCode::from_u16(response.status().as_u16()).map_err(unavailable)?;
+    if status.is_success() {
+        let body = response.json::<T>().await.map_err(unavailable)?;
+        return Ok((status, body));
+    }
+    if status.is_client_error() {
+        let envelope: ErrorEnvelope = response.json().await.map_err(unavailable)?;
+        let mut error = ApiError::new(status, envelope.error.code, envelope.error.message);
+        error.param = envelope.error.param;
+        return Err(error);
+    }
+    Err(unavailable(anyhow::anyhow!(
+        "key service answered {status}"
+    )))
+}
+
+async fn create(
+    state: web::Data<State>,
+    principal: Principal,
+    body: web::Json<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("keys:manage")?;
+    let body = body.into_inner();
+    let request = CreateKeyRequest {
+        name: body.name,
+        scopes: body.scopes,
+        expires_at: body.expires_at,
+        credit_limit: body.credit_limit,
+        caller_scopes: principal.scopes.clone(),
+    };
+    let sent = state
+        .key_service
+        .request(
+            reqwest::Method::POST,
+            &workspace_keys_path(principal.workspace_id),
+        )
+        .json(&request)
+        .send()
+        .await;
+    let (_, created): (_, CreatedKey) = answer(sent).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn list(state: web::Data<State>, principal: Principal) -> Result<HttpResponse, ApiError> {
+    principal.require("keys:manage")?;
+    let sent = state
+        .key_service
+        .request(
+            reqwest::Method::GET,
+            &workspace_keys_path(principal.workspace_id),
+        )
+        .send()
+        .await;
+    let (_, keys): (_, Vec<KeyView>) = answer(sent).await?;
+    let workspace = principal.workspace_id.0;
+    let usage = state
+        .db
+        .run(move |conn| usage_this_period(conn, workspace).map_err(DbError::from))
+        .await?;
+    let data = keys
+        .into_iter()
+        .map(|key| KeyWithUsage {
+            usage: usage.get(&key.id.0).copied().unwrap_or_default(),
+            key,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(KeyList {
+        data,
+        has_more: false,
+    }))
+}
+
+async fn rotate(
+    state: web::Data<State>,
+    principal: Principal,
+    path: web::Path<String>,
+    body: web::Json<RotateKey>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("keys:manage")?;
+    let id = KeyId::parse(&path).ok_or_else(|| ApiError::not_found("key"))?;
+    let request = RotateKeyRequest {
+        grace_period_seconds: body.grace_period_seconds,
+        caller_scopes: principal.scopes.clone(),
+    };
+    let sent = state
+        .key_service
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "{}/{id}/rotate",
+                workspace_keys_path(principal.workspace_id)
+            ),
+        )
+        .json(&request)
+        .send()
+        .await;
+    let (_, created): (_, CreatedKey) = answer(sent).await?;
+    state.keys.invalidate_key(id);
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn revoke(
+    state: web::Data<State>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("keys:manage")?;
+    let id = KeyId::parse(&path).ok_or_else(|| ApiError::not_found("key"))?;
+    let sent = state
+        .key_service
+        .request(
+            reqwest::Method::DELETE,
+            &format!("{}/{id}", workspace_keys_path(principal.workspace_id)),
+        )
+        .send()
+        .await;
+    let (_, key): (_, KeyView) = answer(sent).await?;
+    state.keys.invalidate_key(id);
+    Ok(HttpResponse::Ok().json(key))
+}
+
+#[derive(QueryableByName)]
+struct UsageRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    api_key_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    credits: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    requests: i64,
+}
+
+/// Net credits and generations per key since the workspace's period began.
+fn usage_this_period(
+    conn: &mut PgConnection,
+    workspace: Uuid,
+) -> QueryResult<HashMap<Uuid, KeyUsage>> {
+    let rows: Vec<UsageRow> = diesel::sql_query(
+        "SELECT u.api_key_id, COALESCE(SUM(u.credits), 0)::BIGINT AS credits, \
+         COUNT(*) FILTER (WHERE u.kind = 'charge') AS requests \
+         FROM usage_events u JOIN workspaces w ON w.id = u.workspace_id \
+         WHERE u.workspace_id = $1 AND u.api_key_id IS NOT NULL AND u.created_at >= w.period_start \
+         GROUP BY u.api_key_id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(workspace)
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.api_key_id,
+                KeyUsage {
+                    credits: r.credits,
+                    requests: r.requests,
+                },
+            )
+        })
+        .collect())
+}
