@@ -26,19 +26,33 @@ pub async fn run() -> anyhow::Result<()> {
     tokio::spawn(b.run_until_stopped());
     let s = settings.clone();
     let boot = tokio::task::spawn_blocking(move || {
-        let mut conn = <diesel::PgConnection as diesel::Connection>::establish(secrecy::ExposeSecret::expose_secret(&s.database.url))?;
-        Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(&mut conn, &s, "bench", "enterprise")?)
+        let mut conn = <diesel::PgConnection as diesel::Connection>::establish(
+            secrecy::ExposeSecret::expose_secret(&s.database.url),
+        )?;
+        Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(
+            &mut conn,
+            &s,
+            "bench",
+            "enterprise",
+        )?)
     })
     .await??;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !b_state.keys.is_listening() {
-        anyhow::ensure!(Instant::now() < deadline, "gateway B never listened for invalidations");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "gateway B never listened for invalidations"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     // Cached verification: the gateway's own lookup, hit after hit.
     let hash = shared::api_key::hash(&boot.api_key);
-    b_state.keys.verify(hash).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    b_state
+        .keys
+        .verify(hash)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut cached = Vec::with_capacity(CACHED_ROUNDS);
     let started = Instant::now();
     for _ in 0..CACHED_ROUNDS {
@@ -74,19 +88,40 @@ pub async fn run() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let secret = created["secret"].as_str().ok_or_else(|| anyhow::anyhow!("no secret in {created}"))?;
+        let secret = created["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no secret in {created}"))?;
         let victim = shared::api_key::hash(secret);
-        b_state.keys.verify(victim).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        b_state
+            .keys
+            .verify(victim)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let id = created["id"].as_str().unwrap_or_default();
-        let response = client.delete(format!("{a_url}/v1/keys/{id}")).bearer_auth(&boot.api_key).send().await?;
-        anyhow::ensure!(response.status().is_success(), "revoke answered {}", response.status());
+        let response = client
+            .delete(format!("{a_url}/v1/keys/{id}"))
+            .bearer_auth(&boot.api_key)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "revoke answered {}",
+            response.status()
+        );
         let answered = Instant::now();
         loop {
-            let (key, _) = b_state.keys.verify(victim).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (key, _) = b_state
+                .keys
+                .verify(victim)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if key.is_some_and(|k| k.revoked_at.is_some()) {
                 break;
             }
-            anyhow::ensure!(answered.elapsed() < Duration::from_secs(10), "revocation never reached gateway B");
+            anyhow::ensure!(
+                answered.elapsed() < Duration::from_secs(10),
+                "revocation never reached gateway B"
+            );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         propagation.push(answered.elapsed().as_secs_f64() * 1e3);
@@ -112,5 +147,10 @@ pub async fn run() -> anyhow::Result<()> {
         propagation.last().copied().unwrap_or(f64::NAN),
     );
     println!("{body}");
-    write_section("keys", "Keys: cached verification and revocation propagation", "cargo run --release -p bench -- keys", &body)
+    write_section(
+        "keys",
+        "Keys: cached verification and revocation propagation",
+        "cargo run --release -p bench -- keys",
+        &body,
+    )
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 /// Where the report lives: the workspace root.
 pub fn report_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("BENCHMARKS.md")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("BENCHMARKS.md")
 }
 
 /// The machine a figure was measured on, for the report.
@@ -40,7 +42,9 @@ pub fn write_section(name: &str, title: &str, command: &str, body: &str) -> anyh
         body.trim_end()
     );
     let updated = match (current.find(&start), current.find(&end)) {
-        (Some(s), Some(e)) if e > s => format!("{}{section}{}", &current[..s], &current[e + end.len()..]),
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{section}{}", &current[..s], &current[e + end.len()..])
+        }
         _ => format!("{}\n{section}\n", current.trim_end()),
     };
     std::fs::write(&path, updated)?;

@@ -6,6 +6,9 @@
 
 pub mod auth;
 pub mod domain;
+pub mod key_service;
+pub mod keys_listener;
+pub mod last_used;
 pub mod routes;
 pub mod startup;
 pub mod sweeper;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{GenerationId, MessageId, WorkspaceId};
+use crate::ids::{GenerationId, MessageId, WebhookId, WorkspaceId};
 
 /// On `voiceprod.jobs`, routing key `synth`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +75,11 @@ pub struct Event {
     /// when it sends, so that every attempt carries a fresh URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_of: Option<GenerationId>,
+    /// The one endpoint of the workspace this event goes to, whatever its
+    /// subscriptions (`webhook.test`); absent on every other event, and in
+    /// messages written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_endpoint: Option<WebhookId>,
 }
 
 /// Keys revoked or rotated, on the `voiceprod.keys` fanout.
@@ -113,11 +118,32 @@ mod tests {
             occurred_at: Utc::now(),
             data: serde_json::json!({"id": "gen_1"}),
             audio_of: Some(GenerationId::new()),
+            target_endpoint: None,
         });
         let s = serde_json::to_string(&e).unwrap();
         assert!(
             s.contains(r#""type":"event.v1""#) && s.contains(r#""event":"generation.completed""#)
         );
         assert_eq!(serde_json::from_str::<EventMessage>(&s).unwrap(), e);
+    }
+
+    #[test]
+    fn events_without_a_target_endpoint_still_parse() {
+        let old = r#"{"type":"event.v1","id":"msg_0190f5d2a0b47c1e9a3b5d7f0e2c4a6b",
+            "event":"generation.failed","workspaceId":"ws_0190f5d2a0b47c1e9a3b5d7f0e2c4a6b",
+            "occurredAt":"2026-05-29T12:00:00Z","data":{}}"#;
+        let EventMessage::V1(e) = serde_json::from_str::<EventMessage>(old).unwrap();
+        assert_eq!(e.target_endpoint, None);
+        let target = WebhookId::new();
+        let test = Event {
+            event: EventType::WebhookTest,
+            target_endpoint: Some(target),
+            ..e
+        };
+        let s = serde_json::to_string(&test).unwrap();
+        assert!(
+            s.contains(&format!(r#""targetEndpoint":"{target}""#)),
+            "{s}"
+        );
     }
 }

@@ -124,12 +124,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Uuid,
+        delivery_id -> Uuid,
+        workspace_id -> Uuid,
+        attempt -> Int4,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        response_body -> Nullable<Text>,
+        duration_ms -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(generations -> workspaces (workspace_id));
 diesel::joinable!(usage_events -> workspaces (workspace_id));
 diesel::joinable!(voices -> workspaces (workspace_id));
 diesel::joinable!(webhook_endpoints -> workspaces (workspace_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -139,4 +154,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     voices,
     webhook_endpoints,
     webhook_deliveries,
+    webhook_attempts,
 );

@@ -29,6 +29,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The webhook dispatcher.
     pub dispatcher: DispatcherSettings,
+    /// Webhook policy the gateway (registration) and the dispatcher (delivery) share.
+    pub webhooks: WebhookSettings,
     /// Where rendered audio is stored.
     pub storage: StorageSettings,
     /// Signed, expiring audio URLs (gateway serves them, dispatcher mints them).
@@ -93,6 +95,11 @@ pub struct GatewaySettings {
     pub sweeper_grace_ms: u64,
     /// How long a verified key is trusted without asking the key service.
     pub key_cache_ttl_ms: u64,
+    /// While the key service is unreachable, keys verified this recently
+    /// keep working; unknown keys get 503.
+    pub key_stale_window_ms: u64,
+    /// How often batched `lastUsedAt` updates are sent to the key service.
+    pub last_used_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,8 +145,15 @@ pub struct DispatcherSettings {
     pub concurrency: usize,
     /// Seconds to wait after each failed attempt; its length is the number of retries.
     pub retry_schedule_secs: Vec<u64>,
-    /// Allow targets on private, loopback and link-local addresses (local development).
-    pub allow_private_targets: bool,
+    /// An endpoint failing this many days without a success is disabled.
+    pub disable_after_failing_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// CIDRs webhook targets may resolve to although they are not public
+    /// (loopback, private, …); empty in production, loopback in local development.
+    pub allowed_target_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +204,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("dispatcher.retry_schedule_secs")
+                    .with_list_parse_key("webhooks.allowed_target_cidrs")
                     .try_parsing(true),
             )
             .build()?
@@ -225,6 +240,9 @@ impl Settings {
         }
         if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
             return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");
+        }
+        if let Err(e) = crate::targets::TargetPolicy::from_settings(&self.webhooks) {
+            return invalid(&format!("webhooks.allowed_target_cidrs: {e}"));
         }
         if self.worker.prefetch_per_engine == 0 {
             return invalid("worker.prefetch_per_engine must be at least 1");

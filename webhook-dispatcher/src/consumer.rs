@@ -1,6 +1,7 @@
 //! The event consumer: turns one event from `webhooks.events` into one
 //! pending `webhook_deliveries` row per enabled endpoint of its workspace
-//! subscribed to its type, then acks.
+//! subscribed to its type (or, for `webhook.test`, to its one target
+//! endpoint), then acks.
 //!
 //! Invariants: the rows of one event are inserted in one transaction and the
 //! message is acked only after it commits (ARCHITECTURE.md "Messaging"), so
@@ -68,8 +69,19 @@ pub async fn fan_out(ctx: &Context, event: Event) -> Result<usize, DbError> {
     ctx.db
         .run(move |conn| {
             conn.transaction::<_, DbError, _>(|conn| {
-                let endpoints =
-                    WebhookEndpoint::subscribed(conn, event.workspace_id.0, event.event.as_str())?;
+                let endpoints = match event.target_endpoint {
+                    // `webhook.test`: that one endpoint, if it is still the
+                    // workspace's and enabled; subscriptions do not matter.
+                    Some(target) => WebhookEndpoint::find_in(conn, event.workspace_id.0, target.0)?
+                        .into_iter()
+                        .filter(|e| e.enabled)
+                        .collect(),
+                    None => WebhookEndpoint::subscribed(
+                        conn,
+                        event.workspace_id.0,
+                        event.event.as_str(),
+                    )?,
+                };
                 let rows: Vec<NewDelivery> = endpoints
                     .iter()
                     .map(|endpoint| NewDelivery {

@@ -11,7 +11,7 @@ use shared::db::Db;
 use shared::settings::Settings;
 use tokio::sync::Notify;
 
-use crate::target::PublicOnlyResolver;
+use crate::target::{PolicyResolver, TargetPolicy};
 
 /// Sent on every delivery so receivers can tell our traffic apart.
 pub const USER_AGENT: &str = concat!("voiceprod-webhooks/", env!("CARGO_PKG_VERSION"));
@@ -30,8 +30,10 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Seconds before each retry; its length is the number of retries.
     pub retry_schedule_secs: Vec<u64>,
-    /// Whether loopback/private/link-local targets are allowed.
-    pub allow_private_targets: bool,
+    /// Which targets are refused (`webhooks.allowed_target_cidrs`).
+    pub targets: Arc<TargetPolicy>,
+    /// An endpoint failing this many days without a success is disabled.
+    pub disable_after_failing_days: u32,
     /// Base of the `audioUrl`s minted at send time.
     pub public_base_url: String,
     /// HMAC key of audio URLs.
@@ -57,7 +59,11 @@ impl DeliveryConfig {
             concurrency: d.concurrency,
             poll_interval: Duration::from_millis(d.poll_interval_ms),
             retry_schedule_secs: d.retry_schedule_secs.clone(),
-            allow_private_targets: d.allow_private_targets,
+            targets: Arc::new(
+                TargetPolicy::from_settings(&settings.webhooks)
+                    .context("Invalid webhooks.allowed_target_cidrs")?,
+            ),
+            disable_after_failing_days: d.disable_after_failing_days,
             public_base_url: settings.gateway.public_base_url.clone(),
             audio_url_key: settings.audio_urls.signing_key.clone(),
             audio_url_ttl_secs: settings.audio_urls.ttl_secs,
@@ -100,8 +106,10 @@ fn http_client(config: &DeliveryConfig, timeout_ms: u64) -> anyhow::Result<reqwe
         // Connect directly: through a proxy the target check below would
         // only ever see the proxy's address.
         .no_proxy();
-    if !config.allow_private_targets {
-        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+    if !config.targets.allows_everything() {
+        builder = builder.dns_resolver(Arc::new(PolicyResolver {
+            policy: config.targets.clone(),
+        }));
     }
     builder
         .build()

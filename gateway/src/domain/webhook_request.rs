@@ -1,12 +1,21 @@
-//! `POST /v1/webhooks` bodies: an http(s) URL and a non-empty set of known
-//! events.
+//! `/v1/webhooks` bodies and queries, validated once: an http(s) URL without
+//! credentials, a non-empty set of subscribable events, a description of at
+//! most 500 characters; `PATCH` takes any of these and `enabled`, where a
+//! `null` description clears it. Whether the URL's target is allowed (SSRF)
+//! needs DNS and is checked by the handler, after this.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use shared::http::ApiError;
+use shared::ids::{DeliveryId, WebhookId};
 use shared::messages::EventType;
+use shared::models::webhook_delivery::DELIVERY_STATUSES;
 
 pub const MAX_URL_LENGTH: usize = 2048;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// Items per page when `limit` is not given, and at most.
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -26,63 +35,219 @@ pub struct ValidWebhook {
 
 impl CreateWebhook {
     pub fn validate(self) -> Result<ValidWebhook, ApiError> {
-        let bad_url = |m: String| ApiError::bad_request("invalid_url", m).with_param("url");
-        if self.url.len() > MAX_URL_LENGTH {
-            return Err(bad_url(format!(
-                "url is longer than {MAX_URL_LENGTH} characters"
-            )));
-        }
-        let url = url::Url::parse(&self.url)
-            .map_err(|e| bad_url(format!("url is not a valid URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(bad_url(
-                "url must be an http or https URL with a host".to_owned(),
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad_url("url must not carry credentials".to_owned()));
-        }
-        if self.events.is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_events",
-                "events must name at least one event",
-            )
-            .with_param("events"));
-        }
-        let mut events = Vec::new();
-        for e in self.events {
-            match EventType::parse(&e) {
-                Some(EventType::WebhookTest) | None => {
-                    return Err(ApiError::bad_request(
-                        "invalid_events",
-                        format!("unknown event {e:?}; use generation.completed, generation.failed or voice.ready"),
-                    )
-                    .with_param("events"));
-                }
-                Some(t) if !events.contains(&t.as_str().to_owned()) => {
-                    events.push(t.as_str().to_owned())
-                }
-                Some(_) => {}
-            }
-        }
-        let description = self
-            .description
-            .map(|d| d.trim().to_owned())
-            .filter(|d| !d.is_empty());
-        if description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 500)
-        {
-            return Err(ApiError::bad_request(
-                "invalid_description",
-                "description is longer than 500 characters",
-            )
-            .with_param("description"));
-        }
         Ok(ValidWebhook {
-            url,
-            events,
-            description,
+            url: valid_url(&self.url)?,
+            events: valid_events(self.events)?,
+            description: valid_description(self.description)?,
         })
+    }
+}
+
+/// `PATCH /v1/webhooks/{id}`: absent fields are left alone.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateWebhook {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// `Some(None)`: `"description": null`, which clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default)]
+pub struct ValidUpdate {
+    pub url: Option<url::Url>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl UpdateWebhook {
+    pub fn validate(self) -> Result<ValidUpdate, ApiError> {
+        Ok(ValidUpdate {
+            url: self.url.as_deref().map(valid_url).transpose()?,
+            events: self.events.map(valid_events).transpose()?,
+            description: self.description.map(valid_description).transpose()?,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn valid_url(raw: &str) -> Result<url::Url, ApiError> {
+    let bad_url = |m: String| ApiError::bad_request("invalid_url", m).with_param("url");
+    if raw.len() > MAX_URL_LENGTH {
+        return Err(bad_url(format!(
+            "url is longer than {MAX_URL_LENGTH} characters"
+        )));
+    }
+    let url = url::Url::parse(raw).map_err(|e| bad_url(format!("url is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad_url(
+            "url must be an http or https URL with a host".to_owned(),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad_url("url must not carry credentials".to_owned()));
+    }
+    Ok(url)
+}
+
+fn valid_events(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_events", m).with_param("events");
+    if raw.is_empty() {
+        return Err(bad("events must name at least one event".to_owned()));
+    }
+    let mut events: Vec<String> = Vec::new();
+    for e in raw {
+        match EventType::parse(&e) {
+            // webhook.test goes to one endpoint on request, never by subscription.
+            Some(EventType::WebhookTest) | None => {
+                return Err(bad(format!(
+                    "unknown event {e:?}; use generation.completed, generation.failed or voice.ready"
+                )));
+            }
+            Some(t) if !events.iter().any(|known| known == t.as_str()) => {
+                events.push(t.as_str().to_owned())
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(events)
+}
+
+fn valid_description(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let description = raw.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            format!("description is longer than {MAX_DESCRIPTION_CHARS} characters"),
+        )
+        .with_param("description"));
+    }
+    Ok(description)
+}
+
+/// `?limit=&cursor=` of `GET /v1/webhooks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// `?status=&limit=&cursor=` of `GET /v1/webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryPageQuery {
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page request: how many, and after which item (exclusive).
+#[derive(Debug)]
+pub struct Page<Id> {
+    pub limit: i64,
+    pub after: Option<Id>,
+}
+
+fn valid_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        n => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit must be between 1 and {MAX_PAGE}, not {n}"),
+        )
+        .with_param("limit")),
+    }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request(
+        "invalid_cursor",
+        "cursor is not one this list returned as nextCursor",
+    )
+    .with_param("cursor")
+}
+
+impl EndpointPageQuery {
+    pub fn validate(self) -> Result<Page<WebhookId>, ApiError> {
+        Ok(Page {
+            limit: valid_limit(self.limit)?,
+            after: self
+                .cursor
+                .map(|c| WebhookId::parse(&c).ok_or_else(bad_cursor))
+                .transpose()?,
+        })
+    }
+}
+
+impl DeliveryPageQuery {
+    /// The page, and the status to filter on.
+    pub fn validate(self) -> Result<(Page<DeliveryId>, Option<&'static str>), ApiError> {
+        let status = match self.status {
+            None => None,
+            Some(s) => Some(
+                DELIVERY_STATUSES
+                    .into_iter()
+                    .find(|known| *known == s)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_parameter",
+                            format!("status must be pending, succeeded or failed, not {s:?}"),
+                        )
+                        .with_param("status")
+                    })?,
+            ),
+        };
+        let page = Page {
+            limit: valid_limit(self.limit)?,
+            after: self
+                .cursor
+                .map(|c| DeliveryId::parse(&c).ok_or_else(bad_cursor))
+                .transpose()?,
+        };
+        Ok((page, status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tells_null_from_absent() {
+        let absent: UpdateWebhook = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.description, None);
+        let null: UpdateWebhook = serde_json::from_str(r#"{"description": null}"#).unwrap();
+        assert_eq!(null.description, Some(None));
+        let set: UpdateWebhook = serde_json::from_str(r#"{"description": "x"}"#).unwrap();
+        assert_eq!(set.description, Some(Some("x".to_owned())));
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        let q = |limit| EndpointPageQuery {
+            limit,
+            cursor: None,
+        };
+        assert_eq!(q(None).validate().unwrap().limit, DEFAULT_PAGE);
+        assert_eq!(q(Some(100)).validate().unwrap().limit, 100);
+        assert!(q(Some(0)).validate().is_err());
+        assert!(q(Some(101)).validate().is_err());
     }
 }

@@ -1,7 +1,10 @@
 //! The public routes, one module per resource.
 
+pub mod alignment;
 pub mod audio;
 pub mod generations;
+pub mod keys;
+pub mod voices;
 pub mod webhooks;
 
 use actix_web::web;
@@ -10,4 +13,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     generations::configure(cfg);
     audio::configure(cfg);
     webhooks::configure(cfg);
+    keys::configure(cfg);
+    voices::configure(cfg);
+    alignment::configure(cfg);
 }

@@ -8,4 +8,5 @@ mod generations;
 mod helpers;
 mod keys;
 mod validation;
+mod voices;
 mod webhooks;

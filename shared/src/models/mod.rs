@@ -4,9 +4,11 @@
 pub mod generation;
 pub mod usage;
 pub mod webhook;
+pub mod webhook_delivery;
 pub mod workspace;
 
 pub use generation::{Generation, GenerationStatus, NewGeneration};
 pub use usage::NewUsageEvent;
-pub use webhook::{NewWebhookEndpoint, WebhookEndpoint};
+pub use webhook::{EndpointChanges, NewWebhookEndpoint, WebhookEndpoint};
+pub use webhook_delivery::{NewWebhookAttempt, Requeue, WebhookAttempt, WebhookDelivery};
 pub use workspace::{NewWorkspace, Workspace};

@@ -38,6 +38,19 @@ pub struct NewWebhookEndpoint {
     pub secret: String,
 }
 
+/// A `PATCH`: `None` leaves a column alone; `Some(None)` clears a nullable one.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = webhook_endpoints)]
+pub struct EndpointChanges {
+    pub url: Option<String>,
+    pub description: Option<Option<String>>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub disabled_reason: Option<Option<String>>,
+    pub failing_since: Option<Option<DateTime<Utc>>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
 impl WebhookEndpoint {
     pub fn insert(
         conn: &mut PgConnection,
@@ -58,6 +71,98 @@ impl WebhookEndpoint {
             ))
             .select(WebhookEndpoint::as_select())
             .load(conn)
+    }
+
+    /// Up to `limit` endpoints of the workspace, newest first (ids are
+    /// UUIDv7), older than the endpoint `before` when given.
+    pub fn page(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> QueryResult<Vec<WebhookEndpoint>> {
+        let mut query = webhook_endpoints::table
+            .filter(webhook_endpoints::workspace_id.eq(workspace_id))
+            .order(webhook_endpoints::id.desc())
+            .limit(limit)
+            .select(WebhookEndpoint::as_select())
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(webhook_endpoints::id.lt(before));
+        }
+        query.load(conn)
+    }
+
+    /// The endpoint `id` if it belongs to `workspace_id`.
+    pub fn find_in(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> QueryResult<Option<WebhookEndpoint>> {
+        webhook_endpoints::table
+            .filter(webhook_endpoints::id.eq(id))
+            .filter(webhook_endpoints::workspace_id.eq(workspace_id))
+            .select(WebhookEndpoint::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Applies `changes` to the workspace's endpoint `id`.
+    pub fn update(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        id: Uuid,
+        changes: &EndpointChanges,
+    ) -> QueryResult<Option<WebhookEndpoint>> {
+        diesel::update(
+            webhook_endpoints::table
+                .filter(webhook_endpoints::id.eq(id))
+                .filter(webhook_endpoints::workspace_id.eq(workspace_id)),
+        )
+        .set(changes)
+        .returning(WebhookEndpoint::as_returning())
+        .get_result(conn)
+        .optional()
+    }
+
+    /// Deletes the workspace's endpoint `id` (its deliveries go with it);
+    /// `false` when there was none.
+    pub fn delete(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> QueryResult<bool> {
+        let deleted = diesel::delete(
+            webhook_endpoints::table
+                .filter(webhook_endpoints::id.eq(id))
+                .filter(webhook_endpoints::workspace_id.eq(workspace_id)),
+        )
+        .execute(conn)?;
+        Ok(deleted == 1)
+    }
+
+    /// Makes `new_secret` the secret; the current one becomes the previous
+    /// secret, which keeps signing until `overlap_until` (a still-live older
+    /// previous secret is dropped: at most two secrets sign at once).
+    pub fn rotate_secret(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        id: Uuid,
+        new_secret: &str,
+        overlap_until: DateTime<Utc>,
+    ) -> QueryResult<Option<WebhookEndpoint>> {
+        use webhook_endpoints::dsl as e;
+        diesel::update(
+            e::webhook_endpoints
+                .filter(e::id.eq(id))
+                .filter(e::workspace_id.eq(workspace_id)),
+        )
+        // Every right-hand side reads the row as it was: the old secret.
+        .set((
+            e::previous_secret.eq(e::secret.nullable()),
+            e::previous_secret_expires_at.eq(Some(overlap_until)),
+            e::secret.eq(new_secret),
+            e::updated_at.eq(Utc::now()),
+        ))
+        .returning(WebhookEndpoint::as_returning())
+        .get_result(conn)
+        .optional()
     }
 
     pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<WebhookEndpoint>> {

@@ -52,7 +52,8 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.dispatcher.port = 0;
     s.worker.engines = 1;
     s.dispatcher.poll_interval_ms = 100;
-    s.dispatcher.allow_private_targets = true;
+    // Tests deliver to a receiver on 127.0.0.1, as the dev stack does.
+    s.webhooks.allowed_target_cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
     s.gateway.sweeper_interval_ms = 200;
     s.gateway.sweeper_grace_ms = 1_000;
     s.storage.root =

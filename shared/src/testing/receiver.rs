@@ -1,9 +1,10 @@
 //! A real HTTP server on 127.0.0.1:0 standing in for a customer's endpoint:
 //! it records every request and answers what the test scripted (204 once
-//! the script runs out).
+//! the script runs out), optionally after holding the request a while.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
@@ -45,6 +46,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Hold the request this long before answering (recorded on arrival).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -53,7 +56,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: String::new(),
+            delay: Duration::ZERO,
         }
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
@@ -100,6 +109,9 @@ async fn record(
             .pop_front()
             .unwrap_or_else(|| Reply::status(204))
     };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let mut response =
         HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
     for (n, v) in reply.headers {
@@ -110,9 +122,14 @@ async fn record(
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// A receiver on this port of 127.0.0.1 (one that was down comes up).
+    pub async fn start_on(port: u16) -> Self {
         let state = web::Data::new(Mutex::new(State::default()));
         let shared = state.clone().into_inner();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = HttpServer::new(move || {
             App::new()

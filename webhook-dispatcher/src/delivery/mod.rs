@@ -109,9 +109,16 @@ async fn deliver(
     tracing::info!(status = ?log.status_code, error = ?log.error, duration_ms = log.duration_ms, ?verdict, "delivery attempted");
     let recorded = {
         let (claimed, log, verdict) = (claimed.clone(), log.clone(), verdict.clone());
+        let disable_after_days = ctx.config.disable_after_failing_days;
         ctx.db
             .run(move |conn| {
-                Ok::<_, shared::db::DbError>(store::record(conn, &claimed, &log, &verdict)?)
+                Ok::<_, shared::db::DbError>(store::record(
+                    conn,
+                    &claimed,
+                    &log,
+                    &verdict,
+                    disable_after_days,
+                )?)
             })
             .await
     };
@@ -153,15 +160,7 @@ async fn attempt(
     };
     let now = Utc::now();
     let result = match payload::sign(&event, endpoint.signing_secrets(now), &ctx.config, now) {
-        Ok(request) => {
-            send::send(
-                &ctx.client,
-                &endpoint.url,
-                &request,
-                ctx.config.allow_private_targets,
-            )
-            .await
-        }
+        Ok(request) => send::send(&ctx.client, &endpoint.url, &request, &ctx.config.targets).await,
         // A malformed secret may be fixed by a rotation: a failed attempt.
         Err(e) => Attempt {
             error: Some(format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 
 use super::payload::SignedRequest;
-use crate::target::check_literal;
+use crate::target::TargetPolicy;
 
 /// How much of a receiver's answer the delivery log keeps.
 pub const MAX_LOGGED_BODY: usize = 1024;
@@ -34,7 +34,7 @@ pub async fn send(
     client: &reqwest::Client,
     url: &str,
     request: &SignedRequest,
-    allow_private_targets: bool,
+    targets: &TargetPolicy,
 ) -> Attempt {
     let started = Instant::now();
     let failed = |error: String| Attempt {
@@ -47,7 +47,7 @@ pub async fn send(
         Ok(u) => return failed(format!("unsupported URL scheme {:?}", u.scheme())),
         Err(e) => return failed(format!("invalid endpoint URL: {e}")),
     };
-    if !allow_private_targets && let Err(refused) = check_literal(&url) {
+    if let Err(refused) = targets.check_literal(&url) {
         return failed(refused.to_string());
     }
     let response = client

@@ -16,12 +16,9 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Jsonb, Timestamptz, Uuid as SqlUuid};
-use shared::models::WebhookEndpoint;
+use shared::models::{NewWebhookAttempt, WebhookAttempt, WebhookEndpoint};
 use shared::schema::{webhook_deliveries as d, webhook_endpoints as e};
 use uuid::Uuid;
-
-/// An endpoint failing this long without a success is disabled (API.md).
-pub const DISABLE_AFTER_FAILING_DAYS: i64 = 5;
 
 /// A delivery this dispatcher holds the lease of.
 #[derive(Debug, Clone, QueryableByName)]
@@ -32,6 +29,8 @@ pub struct Claimed {
     pub event_id: Uuid,
     #[diesel(sql_type = SqlUuid)]
     pub endpoint_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub workspace_id: Uuid,
     #[diesel(sql_type = Jsonb)]
     pub payload: serde_json::Value,
     /// Attempts made before this one.
@@ -53,7 +52,7 @@ pub fn claim(conn: &mut PgConnection, lease_ms: i64, limit: i64) -> QueryResult<
                  ORDER BY next_attempt_at
                  LIMIT $2
                    FOR UPDATE SKIP LOCKED)
-      RETURNING d.id, d.event_id, d.endpoint_id, d.payload, d.attempts,
+      RETURNING d.id, d.event_id, d.endpoint_id, d.workspace_id, d.payload, d.attempts,
                 d.next_attempt_at AS lease_until",
     )
     .bind::<BigInt, _>(lease_ms)
@@ -94,13 +93,16 @@ pub enum Verdict {
     Abandoned,
 }
 
-/// Records an attempt under the lease of `claimed`; `false` when the lease
-/// was lost (the row was claimed again or changed), and nothing was written.
+/// Records an attempt under the lease of `claimed`, with its row in the
+/// attempt log; `false` when the lease was lost (the row was claimed again
+/// or changed), and nothing was written. An endpoint failing for
+/// `disable_after_days` without a success is disabled.
 pub fn record(
     conn: &mut PgConnection,
     claimed: &Claimed,
     log: &AttemptLog,
     verdict: &Verdict,
+    disable_after_days: u32,
 ) -> QueryResult<bool> {
     conn.transaction(|conn| {
         let (status, next, attempts) = match verdict {
@@ -130,19 +132,41 @@ pub fn record(
         if updated == 0 {
             return Ok(false);
         }
-        let endpoint = e::table.filter(e::id.eq(claimed.endpoint_id));
+        if attempted {
+            WebhookAttempt::insert(
+                conn,
+                &NewWebhookAttempt {
+                    id: Uuid::now_v7(),
+                    delivery_id: claimed.id,
+                    workspace_id: claimed.workspace_id,
+                    attempt: attempts,
+                    status_code: log.status_code,
+                    error: log.error.as_deref(),
+                    response_body: log.response_body.as_deref(),
+                    duration_ms: log.duration_ms,
+                },
+            )?;
+        }
         match verdict {
             Verdict::Succeeded => {
-                diesel::update(endpoint)
-                    .set((
-                        e::last_success_at.eq(Utc::now()),
-                        e::failing_since.eq(None::<DateTime<Utc>>),
-                    ))
-                    .execute(conn)?;
+                // Only when it changes something that matters: otherwise every
+                // concurrent success to one endpoint would queue on that
+                // endpoint row's lock, serialising its deliveries across all
+                // dispatchers. A row the WHERE skips is not locked.
+                diesel::sql_query(
+                    "UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL
+                      WHERE id = $1
+                        AND (failing_since IS NOT NULL OR last_success_at IS NULL
+                             OR last_success_at < now() - interval '1 second')",
+                )
+                .bind::<SqlUuid, _>(claimed.endpoint_id)
+                .execute(conn)?;
             }
-            Verdict::RetryAt(_) | Verdict::Exhausted => mark_failing(conn, claimed.endpoint_id)?,
+            Verdict::RetryAt(_) | Verdict::Exhausted => {
+                mark_failing(conn, claimed.endpoint_id, disable_after_days)?
+            }
             Verdict::Gone => {
-                mark_failing(conn, claimed.endpoint_id)?;
+                mark_failing(conn, claimed.endpoint_id, disable_after_days)?;
                 disable(conn, claimed.endpoint_id, "the endpoint answered 410 Gone")?;
             }
             Verdict::Abandoned => {}
@@ -153,7 +177,7 @@ pub fn record(
 
 /// Sets `failing_since` on the first failure since the last success, and
 /// disables an endpoint that has failed for days without one.
-fn mark_failing(conn: &mut PgConnection, endpoint_id: Uuid) -> QueryResult<()> {
+fn mark_failing(conn: &mut PgConnection, endpoint_id: Uuid, days: u32) -> QueryResult<()> {
     diesel::sql_query(
         "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, now())
           WHERE id = $1",
@@ -167,7 +191,7 @@ fn mark_failing(conn: &mut PgConnection, endpoint_id: Uuid) -> QueryResult<()> {
           WHERE id = $1 AND enabled AND failing_since < now() - $2 * interval '1 day'",
     )
     .bind::<SqlUuid, _>(endpoint_id)
-    .bind::<BigInt, _>(DISABLE_AFTER_FAILING_DAYS)
+    .bind::<BigInt, _>(i64::from(days))
     .execute(conn)?;
     Ok(())
 }

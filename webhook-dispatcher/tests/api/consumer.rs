@@ -110,3 +110,36 @@ async fn event_is_requeued_when_the_database_is_down() {
         Outcome::Retry
     );
 }
+
+#[tokio::test]
+async fn test_event_goes_to_its_one_target_endpoint_only() {
+    let env = TestEnv::new().await;
+    let ctx = env.context();
+    let ws = env.workspace().await;
+    let (target, _) = env.endpoint(ws, "/a", &["generation.completed"]).await;
+    env.endpoint(ws, "/b", &["generation.completed"]).await;
+    let mut e = event(ws, EventType::WebhookTest, serde_json::json!({}));
+    e.target_endpoint = Some(shared::ids::WebhookId(target));
+
+    assert_eq!(
+        handle(&ctx, incoming(&EventMessage::V1(e.clone()), false)).await,
+        Outcome::Ack
+    );
+
+    let rows = env.deliveries(e.id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].endpoint_id, target);
+
+    // Another workspace cannot aim a test event at this endpoint.
+    let mut foreign = event(
+        env.workspace().await,
+        EventType::WebhookTest,
+        serde_json::json!({}),
+    );
+    foreign.target_endpoint = Some(shared::ids::WebhookId(target));
+    assert_eq!(
+        handle(&ctx, incoming(&EventMessage::V1(foreign.clone()), false)).await,
+        Outcome::Ack
+    );
+    assert!(env.deliveries(foreign.id).await.is_empty());
+}

@@ -137,7 +137,7 @@ async fn unsubscribed_and_disabled_endpoints_receive_nothing() {
 #[tokio::test]
 async fn private_target_is_refused_unless_allowed() {
     let env = TestEnv::with(|s| {
-        s.dispatcher.allow_private_targets = false;
+        s.webhooks.allowed_target_cidrs = vec![];
         s.dispatcher.retry_schedule_secs = vec![];
     })
     .await;

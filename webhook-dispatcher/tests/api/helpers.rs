@@ -11,7 +11,9 @@ use shared::amqp::{Broker, Publisher};
 use shared::db::{Db, DbError};
 use shared::ids::{GenerationId, MessageId, WorkspaceId};
 use shared::messages::{Event, EventMessage, EventType};
-use shared::models::{NewWebhookEndpoint, NewWorkspace, WebhookEndpoint, Workspace};
+use shared::models::{
+    NewWebhookEndpoint, NewWorkspace, WebhookAttempt, WebhookEndpoint, Workspace,
+};
 use shared::schema::{webhook_deliveries, webhook_endpoints};
 use shared::settings::Settings;
 use tokio_util::sync::CancellationToken;
@@ -149,6 +151,32 @@ impl TestEnv {
             .unwrap();
     }
 
+    pub async fn set_failing_since(&self, id: Uuid, since: DateTime<Utc>) {
+        self.db
+            .run(move |conn| {
+                diesel::update(webhook_endpoints::table.find(id))
+                    .set(webhook_endpoints::failing_since.eq(since))
+                    .execute(conn)
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The attempt log of the deliveries of `event`, oldest first.
+    pub async fn attempts(&self, event: MessageId) -> Vec<WebhookAttempt> {
+        self.db
+            .run(move |conn| {
+                let ids: Vec<Uuid> = webhook_deliveries::table
+                    .filter(webhook_deliveries::event_id.eq(event.0))
+                    .select(webhook_deliveries::id)
+                    .load(conn)?;
+                WebhookAttempt::of_deliveries(conn, &ids).map_err(DbError::from)
+            })
+            .await
+            .unwrap()
+    }
+
     pub async fn endpoint_row(&self, id: Uuid) -> WebhookEndpoint {
         self.db
             .run(move |conn| WebhookEndpoint::find(conn, id).map_err(DbError::from))
@@ -214,6 +242,7 @@ pub fn event(ws: WorkspaceId, kind: EventType, data: serde_json::Value) -> Event
         occurred_at: Utc::now(),
         data,
         audio_of: None,
+        target_endpoint: None,
     }
 }
 

@@ -22,7 +22,8 @@ async fn record(env: &TestEnv, claimed: &Claimed, verdict: Verdict) -> bool {
     let claimed = claimed.clone();
     env.db
         .run(move |conn| {
-            store::record(conn, &claimed, &AttemptLog::default(), &verdict).map_err(DbError::from)
+            store::record(conn, &claimed, &AttemptLog::default(), &verdict, 5)
+                .map_err(DbError::from)
         })
         .await
         .unwrap()

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod consumer;
+mod crash;
 mod delivery;
 mod helpers;
 mod lease;

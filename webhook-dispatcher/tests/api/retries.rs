@@ -105,3 +105,65 @@ async fn gone_disables_the_endpoint_at_once() {
     assert!(endpoint.disabled_reason.unwrap().contains("410"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn receiver_answering_500_to_the_first_attempts_gets_it_later_and_every_attempt_is_logged() {
+    let env = env_with_schedule(vec![0, 0, 0, 0]).await;
+    env.receiver.script([
+        Reply::status(500).body("down for maintenance"),
+        Reply::status(500).body("still down"),
+    ]);
+    let app = env.spawn_app().await;
+    let ws = env.workspace().await;
+    env.endpoint(ws, "/hooks", &["generation.failed"]).await;
+    let e = event(ws, EventType::GenerationFailed, serde_json::json!({}));
+
+    env.publish(&e).await;
+    let delivery = env.settled_delivery(e.id).await;
+
+    assert_eq!(
+        (delivery.status.as_str(), delivery.attempts),
+        ("succeeded", 3)
+    );
+    let log = env.attempts(e.id).await;
+    let summary: Vec<_> = log
+        .iter()
+        .map(|a| (a.attempt, a.status_code, a.response_body.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Some(500), Some("down for maintenance")),
+            (2, Some(500), Some("still down")),
+            (3, Some(204), Some("")),
+        ]
+    );
+    assert!(log[0].error.as_deref().unwrap().contains("500"));
+    assert!(log[2].error.is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn endpoint_failing_for_the_configured_days_is_disabled() {
+    let env = TestEnv::with(|s| {
+        s.dispatcher.retry_schedule_secs = vec![60];
+        s.dispatcher.disable_after_failing_days = 5;
+    })
+    .await;
+    env.receiver.script([Reply::status(500)]);
+    let app = env.spawn_app().await;
+    let ws = env.workspace().await;
+    let (endpoint, _) = env.endpoint(ws, "/hooks", &["voice.ready"]).await;
+    env.set_failing_since(endpoint, chrono::Utc::now() - chrono::Duration::days(6))
+        .await;
+    let e = event(ws, EventType::VoiceReady, serde_json::json!({}));
+
+    env.publish(&e).await;
+    let endpoint = crate::helpers::eventually("the endpoint to be disabled", || async {
+        Some(env.endpoint_row(endpoint).await).filter(|row| !row.enabled)
+    })
+    .await;
+
+    assert!(endpoint.disabled_reason.unwrap().contains("5 days"));
+    app.stop().await;
+}

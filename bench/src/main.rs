@@ -1,0 +1,37 @@
+//! `voiceprod-bench <benchmark>`: each benchmark starts what it measures
+//! (the real services, in-process, on the local PostgreSQL and RabbitMQ),
+//! prints its figures and writes its section of BENCHMARKS.md. Never part
+//! of the test suite. Run with `--release`.
+
+mod keys;
+mod report;
+mod webhooks;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "voiceprod-bench",
+    about = "voiceprod benchmarks; writes BENCHMARKS.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    benchmark: Benchmark,
+}
+
+#[derive(Subcommand)]
+enum Benchmark {
+    /// Cached key verification and revocation propagation.
+    Keys,
+    /// Webhook delivery throughput with 1 and 2 dispatchers, against plain POSTs.
+    Webhooks,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.benchmark {
+        Benchmark::Keys => keys::run().await,
+        Benchmark::Webhooks => webhooks::run().await,
+    }
+}

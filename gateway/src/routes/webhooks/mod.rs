@@ -1,0 +1,70 @@
+//! `/v1/webhooks` (API.md "Webhooks"), scope `webhooks:manage`: endpoints
+//! (create with the `whsec_` secret shown once, list, get, patch, delete),
+//! secret rotation with a 24 h overlap, the `webhook.test` event, and the
+//! delivery log with manual retry.
+//!
+//! Invariants: every query is scoped by the caller's workspace, so another
+//! workspace's endpoint or delivery is a 404 exactly like a missing one;
+//! every input is validated (and the target checked against the SSRF policy
+//! of `webhooks.allowed_target_cidrs`) before anything is written.
+
+mod deliveries;
+mod endpoints;
+mod views;
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use shared::http::ApiError;
+use shared::ids::WebhookId;
+use shared::targets::TargetPolicy;
+
+use crate::startup::State;
+
+/// How long the registration check waits for DNS before letting the
+/// delivery-time check decide.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/webhooks", web::post().to(endpoints::create))
+        .route("/v1/webhooks", web::get().to(endpoints::list))
+        .route("/v1/webhooks/{id}", web::get().to(endpoints::get))
+        .route("/v1/webhooks/{id}", web::patch().to(endpoints::update))
+        .route("/v1/webhooks/{id}", web::delete().to(endpoints::delete))
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            web::post().to(endpoints::rotate_secret),
+        )
+        .route("/v1/webhooks/{id}/test", web::post().to(endpoints::test))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            web::get().to(deliveries::list),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            web::post().to(deliveries::retry),
+        );
+}
+
+/// The endpoint id of a path; anything else is "not found".
+fn endpoint_id(raw: &str) -> Result<WebhookId, ApiError> {
+    WebhookId::parse(raw).ok_or_else(not_found)
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("webhook endpoint")
+}
+
+/// 400 `url_not_allowed` when the URL is, or resolves to, an address the
+/// operator does not allow (the dispatcher checks again at every delivery).
+async fn check_target(state: &State, url: &url::Url) -> Result<(), ApiError> {
+    let policy = TargetPolicy::from_settings(&state.settings.webhooks)
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e)))?;
+    policy
+        .check_url(url, RESOLVE_TIMEOUT)
+        .await
+        .map_err(|refused| {
+            ApiError::bad_request("url_not_allowed", refused.to_string()).with_param("url")
+        })
+}

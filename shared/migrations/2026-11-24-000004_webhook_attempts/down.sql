@@ -1,0 +1,2 @@
+DROP INDEX webhook_deliveries_endpoint_id;
+DROP TABLE webhook_attempts;
