@@ -3,6 +3,7 @@
 //! prints its figures and writes its section of BENCHMARKS.md. Never part
 //! of the test suite. Run with `--release`.
 
+mod audio;
 mod keys;
 mod report;
 mod webhooks;
@@ -21,6 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Benchmark {
+    /// Synth-worker audio path per format against raw libespeak-ng, and engine scaling.
+    Audio,
+    /// An engine process for the audio benchmark (started by it, as the
+    /// worker starts `synth-worker engine`).
+    #[command(hide = true)]
+    Engine,
     /// Cached key verification and revocation propagation.
     Keys,
     /// Webhook delivery throughput with 1 and 2 dispatchers, against plain POSTs.
@@ -31,6 +38,8 @@ enum Benchmark {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.benchmark {
+        Benchmark::Audio => audio::run().await,
+        Benchmark::Engine => audio::serve_engine(),
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
     }

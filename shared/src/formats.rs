@@ -1,5 +1,6 @@
-//! Output formats of API.md: name, MIME type, file extension, and whether
-//! the synth-worker can produce it yet.
+//! Output formats of API.md: name, MIME type, file extension, and which
+//! sample rates each can carry. The gateway refuses a rate a format cannot
+//! carry at request time; the worker resamples to any rate allowed here.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,14 +48,59 @@ impl AudioFormat {
         self.as_str()
     }
 
-    /// Whether the synth-worker has an encoder for it.
+    /// Whether the synth-worker has an encoder for it (all five do).
     pub fn is_available(self) -> bool {
-        matches!(self, Self::Wav | Self::Pcm)
+        true
+    }
+
+    /// Whether audio of this format can be produced at `rate` Hz. Opus
+    /// codes 8, 12, 16, 24 and 48 kHz only (RFC 6716 §2); LAME's MPEG-1/2/2.5
+    /// layer III takes the rates of [`MP3_RATES`]; WAV, FLAC and raw PCM
+    /// carry any rate.
+    pub fn supports_sample_rate(self, rate: u32) -> bool {
+        match self {
+            Self::Ogg => OPUS_RATES.contains(&rate),
+            Self::Mp3 => MP3_RATES.contains(&rate),
+            Self::Wav | Self::Flac | Self::Pcm => (1..=192_000).contains(&rate),
+        }
+    }
+
+    /// The rate used when the request names none: the engine's own rate,
+    /// except for Opus, which cannot carry it and gets 48 kHz.
+    pub fn default_sample_rate(self, engine_rate: u32) -> u32 {
+        if self.supports_sample_rate(engine_rate) {
+            engine_rate
+        } else {
+            48_000
+        }
     }
 }
+
+/// The rates an Opus stream can be encoded at.
+pub const OPUS_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
+/// The rates an MP3 (MPEG-1, 2 and 2.5 layer III) stream can carry.
+pub const MP3_RATES: [u32; 9] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+];
 
 impl std::fmt::Display for AudioFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opus_refuses_rates_it_cannot_code_and_defaults_to_48k() {
+        assert!(AudioFormat::Ogg.supports_sample_rate(24_000));
+        assert!(!AudioFormat::Ogg.supports_sample_rate(22_050));
+        assert!(!AudioFormat::Ogg.supports_sample_rate(44_100));
+        assert_eq!(AudioFormat::Ogg.default_sample_rate(22_050), 48_000);
+        assert_eq!(AudioFormat::Wav.default_sample_rate(22_050), 22_050);
+        assert!(AudioFormat::Mp3.supports_sample_rate(44_100));
+        assert!(!AudioFormat::Mp3.supports_sample_rate(96_000));
     }
 }

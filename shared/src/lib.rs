@@ -1,5 +1,6 @@
 //! What two or more voiceprod services need, and nothing else.
 
+pub mod alignment;
 pub mod amqp;
 pub mod api_key;
 pub mod credits;
@@ -13,7 +14,9 @@ pub mod models;
 pub mod schema;
 pub mod settings;
 pub mod signing;
+pub mod ssml;
 pub mod storage;
+pub mod targets;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -64,6 +64,7 @@ pub fn terminal_event(g: &Generation) -> Option<Event> {
         data,
         // Only completed audio has a URL for the dispatcher to sign.
         audio_of: (kind == EventType::GenerationCompleted).then_some(generation_id),
+        target_endpoint: None,
     })
 }
 

@@ -3,14 +3,15 @@
 //! or fails the generation, and announces it on `voiceprod.events`.
 //! See README.md for the design.
 
+pub mod alignment;
 pub mod consumer;
 pub mod context;
 pub mod encode;
 pub mod engine;
 pub mod events;
 pub mod render;
-pub mod ssml;
 pub mod startup;
+pub mod text;
 
 pub use consumer::handle;
 pub use context::WorkerCtx;

@@ -1,24 +1,28 @@
-//! From a generation row to stored audio: validate what the engine cannot
-//! (voice, format, text type, SSML, sample rate), render on the pool,
-//! encode, and put the file at its `audio_key`.
+//! From a generation row to stored audio: resolve the voice (a preset, or
+//! a cloned voice of the generation's workspace), validate what the engine
+//! cannot (format and rate, text type, SSML), render the text's chunks on
+//! the pool in parallel, join them, encode at the asked rate, and put the
+//! audio at its `audio_key` and the word timestamps next to it.
 //!
 //! Every failure is classified once, here: [`JobError::Permanent`] (this
 //! input can never succeed: fail the generation, refund) or
 //! [`JobError::Transient`] (infrastructure: retry the job).
-//!
-//! Sample rate: the engine renders at its native rate (22,050 Hz). A
-//! generation asking for another rate fails with `unsupported_sample_rate`
-//! rather than getting audio resampled by a low-quality shortcut.
 
+use futures_util::future::try_join_all;
 use object_store::ObjectStoreExt;
+use shared::alignment::{Alignment, alignment_key};
 use shared::formats::AudioFormat;
 use shared::models::Generation;
 use shared::storage::audio_key;
-use shared::voices;
+use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 
+use crate::alignment::{Piece, join};
 use crate::context::WorkerCtx;
-use crate::engine::{EngineError, EngineRequest, RATE_MAX, RATE_MIN};
-use crate::{encode, ssml};
+use crate::engine::{EngineError, EnginePool, EngineRequest, RATE_MAX, RATE_MIN};
+use crate::{encode, text};
+
+/// The rate every engine renders at today (libespeak-ng's).
+pub const ENGINE_RATE: u32 = 22_050;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -51,26 +55,73 @@ pub struct StoredAudio {
     pub duration_ms: i64,
 }
 
-/// What the engine should render for `generation`, and in which format.
-pub fn plan(generation: &Generation) -> Result<(EngineRequest, AudioFormat), JobError> {
-    let preset = voices::preset(&generation.voice_id).ok_or_else(|| {
-        JobError::permanent(
-            "unknown_voice",
-            format!("no voice with id {}", generation.voice_id),
-        )
-    })?;
-    let format = AudioFormat::parse(&generation.format)
-        .filter(|f| f.is_available())
+/// What to render and how to deliver it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One request per chunk of the text, with where the chunk starts.
+    pub chunks: Vec<(EngineRequest, usize)>,
+    pub text: String,
+    pub format: AudioFormat,
+    pub sample_rate: u32,
+}
+
+/// Encoded audio and its word timestamps.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    pub bytes: Vec<u8>,
+    pub alignment: Alignment,
+    pub duration_ms: i64,
+}
+
+/// The voice of `generation`: a preset, or a cloned voice of its workspace.
+pub async fn resolve_voice(
+    ctx: &WorkerCtx,
+    generation: &Generation,
+) -> Result<EngineVoice, JobError> {
+    if let Some(preset) = voices::preset(&generation.voice_id) {
+        return Ok(preset.voice.clone());
+    }
+    let (ws, id) = (generation.workspace_id, generation.voice_id.clone());
+    let cloned = ctx
+        .db
+        .run(move |c| ClonedVoice::find_in_workspace(c, ws, &id).map_err(anyhow::Error::from))
+        .await
+        .map_err(|e| JobError::Transient(e.context("Failed to load the cloned voice")))?;
+    cloned
+        .filter(|v| v.status == "ready")
+        .and_then(|v| v.engine_voice())
         .ok_or_else(|| {
             JobError::permanent(
-                "unsupported_format",
-                format!("format {} is not available", generation.format),
+                "unknown_voice",
+                format!("no voice with id {}", generation.voice_id),
             )
-        })?;
+        })
+}
+
+/// What the engine should render for `generation` in `voice`.
+pub fn plan(generation: &Generation, voice: &EngineVoice) -> Result<Plan, JobError> {
+    let format = AudioFormat::parse(&generation.format).ok_or_else(|| {
+        JobError::permanent(
+            "unsupported_format",
+            format!("format {} is not available", generation.format),
+        )
+    })?;
+    let sample_rate = match generation.sample_rate {
+        None => format.default_sample_rate(ENGINE_RATE),
+        Some(r) => u32::try_from(r)
+            .ok()
+            .filter(|&r| format.supports_sample_rate(r))
+            .ok_or_else(|| {
+                JobError::permanent(
+                    "unsupported_sample_rate",
+                    format!("{format} cannot be encoded at {r} Hz"),
+                )
+            })?,
+    };
     let ssml = match generation.text_type.as_str() {
         "text" => false,
         "ssml" => {
-            ssml::validate(&generation.text)
+            shared::ssml::validate(&generation.text)
                 .map_err(|m| JobError::permanent("invalid_ssml", format!("invalid SSML: {m}")))?;
             true
         }
@@ -81,21 +132,32 @@ pub fn plan(generation: &Generation) -> Result<(EngineRequest, AudioFormat), Job
             ));
         }
     };
-    let voice = match preset.variant {
-        Some(variant) => format!("{}+{variant}", preset.espeak_voice),
-        None => preset.espeak_voice.to_owned(),
-    };
-    let request = EngineRequest {
-        text: generation.text.clone(),
+    let request = |text: String| EngineRequest {
+        text,
         ssml,
-        voice,
-        rate: scaled_rate(preset.rate, generation.speed),
-        pitch: preset.pitch,
+        voice: voice.espeak_name(),
+        rate: scaled_rate(voice.rate, generation.speed),
+        pitch: voice.pitch,
+        range: voice.range,
     };
-    Ok((request, format))
+    // SSML cannot be cut between its tags: it is rendered whole.
+    let chunks = if ssml {
+        vec![(request(generation.text.clone()), 0)]
+    } else {
+        text::chunks(&generation.text, text::CHUNK_CHARS)
+            .into_iter()
+            .map(|c| (request(c.text), c.char_start))
+            .collect()
+    };
+    Ok(Plan {
+        chunks,
+        text: generation.text.clone(),
+        format,
+        sample_rate,
+    })
 }
 
-/// The preset's words per minute times `speed`, within espeak-ng's range.
+/// The voice's words per minute times `speed`, within espeak-ng's range.
 pub fn scaled_rate(base: u16, speed: f32) -> u16 {
     // The gateway allows 0.5–2.0; anything unusable means "normal".
     let speed = if speed.is_finite() && speed > 0.0 {
@@ -108,48 +170,79 @@ pub fn scaled_rate(base: u16, speed: f32) -> u16 {
         .clamp(f32::from(RATE_MIN), f32::from(RATE_MAX)) as u16
 }
 
-/// Renders, encodes and stores the audio of a `processing` generation.
-pub async fn render_and_store(
-    ctx: &WorkerCtx,
-    generation: &Generation,
-) -> Result<StoredAudio, JobError> {
-    let (request, format) = plan(generation)?;
-    let rendered = ctx.engines.render(&request).await.map_err(|e| match e {
+/// Renders every chunk (in parallel, as far as the pool has engines),
+/// joins them and encodes the result.
+pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobError> {
+    let rendered = try_join_all(plan.chunks.iter().map(|(request, char_start)| async move {
+        engines.render(request).await.map(|r| (r, *char_start))
+    }))
+    .await
+    .map_err(|e| match e {
         EngineError::Refused { code, message } => JobError::Permanent {
             code: refusal_code(&code),
             message,
         },
         other => JobError::Transient(anyhow::Error::new(other).context("Failed to render")),
     })?;
-    if rendered.samples.is_empty() {
+    let rate = rendered.first().map_or(ENGINE_RATE, |(r, _)| r.sample_rate);
+    let pieces: Vec<Piece> = rendered
+        .into_iter()
+        .map(|(r, char_start)| Piece {
+            samples: r.samples,
+            words: r.words,
+            char_start,
+        })
+        .collect();
+    let (track, alignment) = join(pieces, rate, &plan.text);
+    if track.is_empty() {
         return Err(JobError::permanent(
             "no_audio",
             "the text contains nothing to speak",
         ));
     }
-    if let Some(wanted) = generation
-        .sample_rate
-        .filter(|&r| i64::from(r) != i64::from(rendered.sample_rate))
-    {
-        return Err(JobError::permanent(
-            "unsupported_sample_rate",
-            format!(
-                "this voice renders at {} Hz only; {wanted} Hz was requested",
-                rendered.sample_rate
-            ),
-        ));
-    }
-    let bytes = encode::encode(format, &rendered.samples, rendered.sample_rate)
+    let (format, to_rate) = (plan.format, plan.sample_rate);
+    let duration_ms = encode::duration_ms(track.len(), rate);
+    // Encoding is CPU work of up to seconds: keep it off the async threads.
+    let bytes = tokio::task::spawn_blocking(move || encode::encode(format, &track, rate, to_rate))
+        .await
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("Encoder task failed")))?
         .map_err(|e| JobError::permanent("encoding_failed", e.to_string()))?;
-    let key = audio_key(generation.workspace_id.into(), generation.id.into(), format);
-    // The key is a pure function of the generation, so a second render of
-    // the same job overwrites the file with equivalent audio: harmless.
-    ctx.store.put(&key, bytes.into()).await.map_err(|e| {
+    Ok(Produced {
+        bytes,
+        alignment,
+        duration_ms,
+    })
+}
+
+/// Renders, encodes and stores the audio of a `processing` generation.
+pub async fn render_and_store(
+    ctx: &WorkerCtx,
+    generation: &Generation,
+) -> Result<StoredAudio, JobError> {
+    let voice = resolve_voice(ctx, generation).await?;
+    let plan = plan(generation, &voice)?;
+    let produced = produce(&ctx.engines, &plan).await?;
+    let (ws, id) = (generation.workspace_id.into(), generation.id.into());
+    let key = audio_key(ws, id, plan.format);
+    let store_failed = |e: object_store::Error| {
         JobError::Transient(anyhow::Error::new(e).context("Failed to store the audio"))
-    })?;
+    };
+    // Both keys are pure functions of the generation, so a second render
+    // of the same job overwrites them with equivalent files: harmless. The
+    // alignment goes first, so completed audio always has it.
+    let alignment = serde_json::to_vec(&produced.alignment)
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e)))?;
+    ctx.store
+        .put(&alignment_key(ws, id), alignment.into())
+        .await
+        .map_err(store_failed)?;
+    ctx.store
+        .put(&key, produced.bytes.into())
+        .await
+        .map_err(store_failed)?;
     Ok(StoredAudio {
         storage_key: key.to_string(),
-        duration_ms: encode::duration_ms(rendered.samples.len(), rendered.sample_rate),
+        duration_ms: produced.duration_ms,
     })
 }
 

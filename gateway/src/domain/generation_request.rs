@@ -47,7 +47,18 @@ pub struct ValidGeneration {
 }
 
 impl CreateGeneration {
+    /// Validation when the voice can only be a preset.
     pub fn validate(self, plan: &Plan) -> Result<ValidGeneration, ApiError> {
+        self.validate_with(plan, false)
+    }
+
+    /// `cloned_voice`: `voice_id` is a ready cloned voice of the caller's
+    /// workspace (the handler looked it up); otherwise it must be a preset.
+    pub fn validate_with(
+        self,
+        plan: &Plan,
+        cloned_voice: bool,
+    ) -> Result<ValidGeneration, ApiError> {
         let format = match self.format.as_deref() {
             None => AudioFormat::Mp3,
             Some(f) => AudioFormat::parse(f).ok_or_else(|| {
@@ -127,7 +138,16 @@ impl CreateGeneration {
             )
             .with_param("text"));
         }
-        if voices::preset(&self.voice_id).is_none() {
+        if text_type == "ssml"
+            && let Err(problem) = shared::ssml::validate(&self.text)
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_ssml",
+                format!("text is not valid SSML: {problem}"),
+            )
+            .with_param("text"));
+        }
+        if !cloned_voice && voices::preset(&self.voice_id).is_none() {
             return Err(ApiError::unprocessable(
                 "unknown_voice",
                 format!(
@@ -143,6 +163,17 @@ impl CreateGeneration {
                 format!("the plan does not include {format}"),
             )
             .with_param("format"));
+        }
+        if let Some(rate) = self.sample_rate
+            && !format.supports_sample_rate(rate)
+        {
+            return Err(ApiError::unprocessable(
+                "unsupported_sample_rate",
+                format!(
+                    "{format} cannot be encoded at {rate} Hz; Opus (ogg) takes 8000, 12000, 16000, 24000 or 48000"
+                ),
+            )
+            .with_param("sampleRate"));
         }
         if !format.is_available() {
             return Err(ApiError::unprocessable(

@@ -93,7 +93,14 @@ async fn create(
     body: web::Json<CreateGeneration>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:write")?;
-    let valid = body.into_inner().validate(&principal.plan)?;
+    let body = body.into_inner();
+    let cloned = crate::routes::voices::is_usable_cloned_voice(
+        &state,
+        principal.workspace_id,
+        &body.voice_id,
+    )
+    .await?;
+    let valid = body.validate_with(&principal.plan, cloned)?;
     // Refuse before charging anything when the broker is down: 503, nothing changed.
     state.ensure_broker().await?;
 

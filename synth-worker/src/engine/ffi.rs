@@ -10,6 +10,9 @@ use std::ffi::{CString, c_char, c_int, c_short, c_uint, c_void};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::protocol::{EngineRequest, WordMark};
+use super::{Engine, EngineRefusal, Synthesis};
+
 // Values of speak_lib.h (espeak-ng 1.51).
 const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
 const POS_CHARACTER: c_int = 1;
@@ -17,6 +20,9 @@ const ESPEAK_CHARS_UTF8: c_uint = 1;
 const ESPEAK_SSML: c_uint = 0x10;
 const ESPEAK_RATE: c_int = 1;
 const ESPEAK_PITCH: c_int = 3;
+const ESPEAK_RANGE: c_int = 4;
+const EVENT_LIST_TERMINATED: c_int = 0;
+const EVENT_WORD: c_int = 1;
 const EE_OK: c_int = 0;
 const EE_NOT_FOUND: c_int = 2;
 
@@ -24,8 +30,8 @@ const EE_NOT_FOUND: c_int = 2;
 pub const RATE_MIN: u16 = 80;
 pub const RATE_MAX: u16 = 450;
 
-/// `espeak_EVENT`. Only its layout matters: we never read the events, but
-/// the callback receives a pointer to an array of them.
+/// `espeak_EVENT`: the callback receives an array of them, ended by one of
+/// kind `espeakEVENT_LIST_TERMINATED`. We read the word events.
 #[repr(C)]
 struct EspeakEvent {
     kind: c_int,
@@ -69,14 +75,31 @@ unsafe extern "C" {
 /// libespeak-ng's own global state: the callback has no other reliable
 /// context (the terminating call may carry no `user_data`).
 static SAMPLES: Mutex<Vec<i16>> = Mutex::new(Vec::new());
+/// Word events of the synthesis in progress: (text position, length, ms).
+static WORDS: Mutex<Vec<(i32, i32, i32)>> = Mutex::new(Vec::new());
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
 /// Appends each block of audio; returning 0 asks espeak-ng to go on.
 unsafe extern "C" fn collect_samples(
     wav: *mut c_short,
     count: c_int,
-    _events: *mut EspeakEvent,
+    events: *mut EspeakEvent,
 ) -> c_int {
+    if !events.is_null() {
+        let mut words = WORDS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut event = events;
+        // SAFETY: espeak-ng passes an array ended by a LIST_TERMINATED
+        // event, valid for the duration of this call.
+        unsafe {
+            while (*event).kind != EVENT_LIST_TERMINATED {
+                if (*event).kind == EVENT_WORD {
+                    let e = &*event;
+                    words.push((e.text_position, e.length, e.audio_position));
+                }
+                event = event.add(1);
+            }
+        }
+    }
     if wav.is_null() || count <= 0 {
         return 0;
     }
@@ -136,7 +159,8 @@ impl Espeak {
         self.sample_rate
     }
 
-    /// Renders `text` with `voice` (`name` or `name+variant`) into mono s16.
+    /// Renders `text` with `voice` (`name` or `name+variant`) into mono s16,
+    /// with the word events.
     pub fn synthesize(
         &mut self,
         text: &str,
@@ -144,7 +168,8 @@ impl Espeak {
         voice: &str,
         rate: u16,
         pitch: u8,
-    ) -> Result<Vec<i16>, SynthError> {
+        range: u8,
+    ) -> Result<Synthesis, SynthError> {
         let c_voice =
             CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
         let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
@@ -158,8 +183,10 @@ impl Espeak {
             }
             espeak_SetParameter(ESPEAK_RATE, i32::from(rate.clamp(RATE_MIN, RATE_MAX)), 0);
             espeak_SetParameter(ESPEAK_PITCH, i32::from(pitch.min(100)), 0);
+            espeak_SetParameter(ESPEAK_RANGE, i32::from(range.min(100)), 0);
         }
         SAMPLES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        WORDS.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let flags = ESPEAK_CHARS_UTF8 | if ssml { ESPEAK_SSML } else { 0 };
         let bytes = c_text.as_bytes_with_nul();
         // SAFETY: as above; in synchronous mode espeak_Synth calls the
@@ -179,9 +206,50 @@ impl Espeak {
             code
         };
         let samples = std::mem::take(&mut *SAMPLES.lock().unwrap_or_else(|p| p.into_inner()));
+        let events = std::mem::take(&mut *WORDS.lock().unwrap_or_else(|p| p.into_inner()));
         if code != EE_OK {
             return Err(SynthError::Refused(code));
         }
-        Ok(samples)
+        let rate = u64::from(self.sample_rate);
+        let words = events
+            .into_iter()
+            .filter(|&(pos, len, _)| pos > 0 && len > 0)
+            .map(|(pos, len, ms)| WordMark {
+                // espeak-ng counts characters from 1.
+                char_start: (pos - 1) as u32,
+                char_len: len as u32,
+                sample: (ms.max(0) as u64 * rate / 1000).min(samples.len() as u64),
+            })
+            .collect();
+        Ok(Synthesis { samples, words })
+    }
+}
+
+impl Engine for Espeak {
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    fn synthesize(&mut self, request: &EngineRequest) -> Result<Synthesis, EngineRefusal> {
+        Espeak::synthesize(
+            self,
+            &request.text,
+            request.ssml,
+            &request.voice,
+            request.rate,
+            request.pitch,
+            request.range,
+        )
+        .map_err(|e| {
+            let code = match e {
+                SynthError::VoiceNotFound(_) | SynthError::BadVoiceName(_) => "voice_unavailable",
+                SynthError::NulInText => "invalid_text",
+                SynthError::Refused(_) => "synthesis_failed",
+            };
+            EngineRefusal {
+                code: code.to_owned(),
+                message: e.to_string(),
+            }
+        })
     }
 }

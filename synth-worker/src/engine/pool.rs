@@ -39,6 +39,8 @@ pub struct Rendered {
     pub pid: u32,
     pub started_us: u64,
     pub finished_us: u64,
+    /// Words spoken, with their first sample.
+    pub words: Vec<super::WordMark>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,7 @@ impl EngineProcess {
                 pid,
                 started_us,
                 finished_us,
+                words,
             } => {
                 let pcm = read_frame_async(&mut self.stdout, MAX_PCM_BYTES)
                     .await
@@ -145,6 +148,7 @@ impl EngineProcess {
                     pid,
                     started_us,
                     finished_us,
+                    words,
                 }))
             }
             EngineReply::Failed { code, message } => {

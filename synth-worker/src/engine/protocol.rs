@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const MAX_REQUEST_BYTES: u32 = 16 * 1024 * 1024;
 /// ~6.7 hours of 22,050 Hz s16 audio, far above what 100,000 characters give.
 pub const MAX_PCM_BYTES: u32 = 1024 * 1024 * 1024;
-/// Headers are a few dozen bytes of JSON.
-pub const MAX_HEADER_BYTES: u32 = 64 * 1024;
+/// Headers are JSON with the word events (~40 bytes a word).
+pub const MAX_HEADER_BYTES: u32 = 16 * 1024 * 1024;
 
 /// What to render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,23 @@ pub struct EngineRequest {
     pub rate: u16,
     /// Base pitch 0–100.
     pub pitch: u8,
+    /// Pitch range 0–100 (espeak-ng's default 50; 0 is monotone).
+    #[serde(default = "default_range")]
+    pub range: u8,
+}
+
+fn default_range() -> u8 {
+    50
+}
+
+/// A word the engine spoke: where it is in the request's text (characters,
+/// from 0) and the sample at which it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WordMark {
+    pub char_start: u32,
+    pub char_len: u32,
+    pub sample: u64,
 }
 
 /// The child's answer (and its greeting).
@@ -53,6 +70,8 @@ pub enum EngineReply {
         pid: u32,
         started_us: u64,
         finished_us: u64,
+        #[serde(default)]
+        words: Vec<WordMark>,
     },
     /// The engine refused this request (or could not start): permanent for
     /// this input, the process itself is fine (unless it was the greeting).
@@ -120,7 +139,17 @@ fn too_large(len: u32) -> std::io::Error {
 
 /// s16 samples as little-endian bytes (the `pcm` wire and file format).
 pub fn samples_to_le_bytes(samples: &[i16]) -> Vec<u8> {
-    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    let mut out = vec![0u8; samples.len() * 2];
+    write_le_bytes(samples, &mut out);
+    out
+}
+
+/// Writes `samples` as little-endian bytes into `out` (`2 × len` bytes);
+/// a fixed-size loop the compiler turns into a plain copy.
+pub fn write_le_bytes(samples: &[i16], out: &mut [u8]) {
+    for (dst, s) in out.chunks_exact_mut(2).zip(samples) {
+        dst.copy_from_slice(&s.to_le_bytes());
+    }
 }
 
 /// The inverse of [`samples_to_le_bytes`]; a trailing odd byte is dropped.

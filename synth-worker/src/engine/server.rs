@@ -14,7 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use super::ffi::{Espeak, SynthError};
+use super::Engine;
+use super::ffi::Espeak;
 use super::protocol::{
     EngineReply, EngineRequest, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes, write_frame,
 };
@@ -24,14 +25,12 @@ unsafe extern "C" {
     fn dup2(old: std::ffi::c_int, new: std::ffi::c_int) -> std::ffi::c_int;
 }
 
-/// Serves until stdin closes. Called by `main` for the hidden subcommand.
+/// Serves libespeak-ng until stdin closes. Called by `main` for the
+/// hidden subcommand.
 pub fn serve_stdio() -> anyhow::Result<()> {
     let out = protocol_stdout().context("Failed to set up the engine's output")?;
     let mut out = BufWriter::new(out);
-    let mut input = BufReader::new(std::io::stdin().lock());
-    let pid = std::process::id();
-
-    let Some(mut engine) = Espeak::init() else {
+    let Some(engine) = Espeak::init() else {
         send(
             &mut out,
             &failed(
@@ -41,6 +40,13 @@ pub fn serve_stdio() -> anyhow::Result<()> {
         )?;
         anyhow::bail!("libespeak-ng could not be initialised");
     };
+    serve(engine, out)
+}
+
+/// Serves any [`Engine`] on stdin and `out` until stdin closes.
+pub fn serve(mut engine: impl Engine, mut out: impl Write) -> anyhow::Result<()> {
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let pid = std::process::id();
     send(
         &mut out,
         &EngineReply::Ready {
@@ -63,40 +69,26 @@ pub fn serve_stdio() -> anyhow::Result<()> {
             }
         };
         let started_us = now_us();
-        let result = engine.synthesize(
-            &request.text,
-            request.ssml,
-            &request.voice,
-            request.rate,
-            request.pitch,
-        );
+        let result = engine.synthesize(&request);
         let finished_us = now_us();
         match result {
-            Ok(samples) => {
+            Ok(synthesis) => {
                 let reply = EngineReply::Rendered {
                     sample_rate: engine.sample_rate(),
-                    samples: samples.len() as u64,
+                    samples: synthesis.samples.len() as u64,
                     pid,
                     started_us,
                     finished_us,
+                    words: synthesis.words,
                 };
                 write_frame(&mut out, &serde_json::to_vec(&reply)?)?;
-                write_frame(&mut out, &samples_to_le_bytes(&samples))?;
+                write_frame(&mut out, &samples_to_le_bytes(&synthesis.samples))?;
                 out.flush()?;
             }
-            Err(e) => send(&mut out, &refusal(&e))?,
+            Err(e) => send(&mut out, &failed(&e.code, &e.message))?,
         }
     }
     Ok(())
-}
-
-fn refusal(e: &SynthError) -> EngineReply {
-    let code = match e {
-        SynthError::VoiceNotFound(_) | SynthError::BadVoiceName(_) => "voice_unavailable",
-        SynthError::NulInText => "invalid_text",
-        SynthError::Refused(_) => "synthesis_failed",
-    };
-    failed(code, &e.to_string())
 }
 
 fn failed(code: &str, message: &str) -> EngineReply {

@@ -201,8 +201,10 @@ async fn invalid_ssml_and_an_unsupported_sample_rate_fail_with_their_codes() {
     let ws = insert_workspace(&ctx.db, 100).await;
     let mut ssml = new_generation(ws, "<speak>Hello <prosody rate=\"slow\">world</speak>");
     ssml.text_type = "ssml".to_owned();
+    // Opus cannot carry 22,050 Hz (the gateway refuses it at request time).
     let mut rate = new_generation(ws, SEED);
-    rate.sample_rate = Some(48_000);
+    rate.format = "ogg".to_owned();
+    rate.sample_rate = Some(22_050);
     let (ssml, rate) = (
         insert_generation(&ctx.db, ssml).await,
         insert_generation(&ctx.db, rate).await,

@@ -16,10 +16,10 @@ use crate::helpers::{SEED, settings};
 
 const EVENT_DEADLINE: Duration = Duration::from_secs(60);
 
-struct Stack {
-    gateway: String,
-    api_key: String,
-    client: reqwest::Client,
+pub struct Stack {
+    pub gateway: String,
+    pub api_key: String,
+    pub client: reqwest::Client,
 }
 
 fn free_port() -> u16 {
@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 
 /// Starts key-service, gateway, synth-worker and webhook-dispatcher on one
 /// fresh database and topology, and bootstraps a `scale` workspace.
-async fn start_stack(mut settings: Settings) -> Stack {
+pub async fn start_stack(mut settings: Settings) -> Stack {
     let keys = key_service::Application::build(settings.clone())
         .await
         .unwrap();
@@ -70,7 +70,7 @@ async fn start_stack(mut settings: Settings) -> Stack {
 }
 
 impl Stack {
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.gateway))
             .bearer_auth(&self.api_key)
@@ -80,7 +80,7 @@ impl Stack {
             .unwrap()
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.gateway))
             .bearer_auth(&self.api_key)

@@ -11,6 +11,7 @@ fn request(text: &str) -> EngineRequest {
         voice: "en-us".to_owned(),
         rate: 175,
         pitch: 50,
+        range: 50,
     }
 }
 

@@ -3,6 +3,8 @@
 //! real PostgreSQL and RabbitMQ (a fresh database and topology per test).
 
 mod app;
+mod audio;
+mod cloning;
 mod consumer;
 mod e2e;
 mod engine;

@@ -1,4 +1,6 @@
-//! A well-formedness check of SSML before it reaches the engine.
+//! A well-formedness check of SSML: the gateway refuses invalid SSML at
+//! request time (422 `invalid_ssml`) and the worker checks again before it
+//! reaches the engine.
 //!
 //! espeak-ng reads SSML leniently: an unclosed or misspelled tag is read
 //! aloud or silently dropped, and the customer gets audio that is not what

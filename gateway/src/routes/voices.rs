@@ -1,0 +1,492 @@
+//! `/v1/voices`: the preset catalog and this workspace's cloned voices.
+//!
+//! - `GET /v1/voices` (`voices:read`): presets in catalog order, then cloned
+//!   voices oldest first; filters `language` (a tag or its primary
+//!   language: `en` matches `en-GB`), `gender`, `type`; `limit` ≤ 100 and
+//!   `cursor` (the `nextCursor` of the previous page).
+//! - `GET /v1/voices/{id}` (`voices:read`).
+//! - `POST /v1/voices` (`voices:write`): multipart `name`, one or more WAV
+//!   `samples` (≤ 10 MB each, ≤ 5 minutes in all), optional `language`,
+//!   `gender`, `description`. The samples are analysed at once (pitch
+//!   median and range, speaking rate) into espeak-ng parameters; the voice
+//!   is `ready` in the 201 answer and `voice.ready` is published.
+//! - `DELETE /v1/voices/{id}` (`voices:write`): 204.
+//!
+//! What "cloned" means on espeak-ng, a formant synthesiser: the voice
+//! follows the speaker's pitch (median), intonation range and speaking
+//! rate; it does not copy timbre, accent or voice quality. A neural engine
+//! behind the same `Engine` trait could use the same samples for more.
+//!
+//! Another workspace's voice is answered exactly like a missing one.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use shared::db::DbError;
+use shared::http::ApiError;
+use shared::ids::{MessageId, WorkspaceId};
+use shared::messages::{Event, EventMessage, EventType};
+use shared::voices::analysis::{self, MAX_SAMPLE_BYTES};
+use shared::voices::cloned::{self, ClonedVoice};
+use shared::voices::{self, Gender, Preset};
+
+use crate::auth::Principal;
+use crate::startup::State;
+
+/// Samples of one request together, at most (5 minutes of 48 kHz stereo
+/// 16-bit is ~58 MB).
+const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+const MAX_TEXT_FIELD_BYTES: usize = 4096;
+const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 50;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/voices", web::get().to(list))
+        .route("/v1/voices", web::post().to(create))
+        .route("/v1/voices/{id}", web::get().to(get))
+        .route("/v1/voices/{id}", web::delete().to(delete));
+}
+
+/// A voice as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceView {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    language: String,
+    gender: Option<String>,
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shared::time::serialize_opt"
+    )]
+    created_at: Option<DateTime<Utc>>,
+    /// What was measured of the samples (cloned voices).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis: Option<serde_json::Value>,
+}
+
+impl From<&Preset> for VoiceView {
+    fn from(p: &Preset) -> Self {
+        Self {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            kind: "preset",
+            language: p.language.to_owned(),
+            gender: Some(p.gender.as_str().to_owned()),
+            description: Some(p.description.clone()),
+            status: None,
+            created_at: None,
+            analysis: None,
+        }
+    }
+}
+
+impl From<ClonedVoice> for VoiceView {
+    fn from(v: ClonedVoice) -> Self {
+        Self {
+            analysis: v.params.get("analysis").cloned(),
+            id: v.id,
+            name: v.name,
+            kind: "cloned",
+            language: v.language,
+            gender: v.gender,
+            description: v.description,
+            status: Some(v.status),
+            created_at: Some(v.created_at),
+        }
+    }
+}
+
+/// Whether `id` is a ready cloned voice of `workspace` (for generations).
+pub async fn is_usable_cloned_voice(
+    state: &State,
+    workspace: WorkspaceId,
+    id: &str,
+) -> Result<bool, ApiError> {
+    if !cloned::is_cloned_id(id) {
+        return Ok(false);
+    }
+    let id = id.to_owned();
+    let found = state
+        .db
+        .run(move |c| ClonedVoice::find_in_workspace(c, workspace.0, &id).map_err(DbError::from))
+        .await?;
+    Ok(found.is_some_and(|v| v.status == "ready"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    language: Option<String>,
+    gender: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn language_matches(filter: &str, language: &str) -> bool {
+    language.eq_ignore_ascii_case(filter)
+        || (language.len() > filter.len()
+            && language.as_bytes()[filter.len()] == b'-'
+            && language[..filter.len()].eq_ignore_ascii_case(filter))
+}
+
+async fn list(
+    state: web::Data<State>,
+    principal: Principal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("voices:read")?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        )
+        .with_param("limit"));
+    }
+    if let Some(g) = &q.gender
+        && Gender::parse(g).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_gender",
+            format!("gender {g:?} is not female, male or neutral"),
+        )
+        .with_param("gender"));
+    }
+    let (presets, cloned) = match q.kind.as_deref() {
+        None => (true, true),
+        Some("preset") => (true, false),
+        Some("cloned") => (false, true),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_type",
+                format!("type {other:?} is not preset or cloned"),
+            )
+            .with_param("type"));
+        }
+    };
+    let mut all: Vec<VoiceView> = Vec::new();
+    if presets {
+        all.extend(voices::presets().iter().map(VoiceView::from));
+    }
+    if cloned {
+        let ws = principal.workspace_id.0;
+        let rows = state
+            .db
+            .run(move |c| ClonedVoice::list_in_workspace(c, ws).map_err(DbError::from))
+            .await?;
+        all.extend(rows.into_iter().map(VoiceView::from));
+    }
+    let matching: Vec<VoiceView> = all
+        .into_iter()
+        .filter(|v| {
+            q.language
+                .as_deref()
+                .is_none_or(|l| language_matches(l, &v.language))
+        })
+        .filter(|v| {
+            q.gender
+                .as_deref()
+                .is_none_or(|g| v.gender.as_deref() == Some(g))
+        })
+        .collect();
+    let start = match &q.cursor {
+        None => 0,
+        Some(c) => {
+            matching.iter().position(|v| &v.id == c).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor does not belong to this listing; start again without it",
+                )
+                .with_param("cursor")
+            })? + 1
+        }
+    };
+    let page: Vec<VoiceView> = matching.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < matching.len();
+    let next_cursor = if has_more {
+        page.last().map(|v| v.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "data": page,
+        "hasMore": has_more,
+        "nextCursor": next_cursor,
+    })))
+}
+
+async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<VoiceView, ApiError> {
+    if let Some(p) = voices::preset(id) {
+        return Ok(p.into());
+    }
+    let id = id.to_owned();
+    state
+        .db
+        .run(move |c| ClonedVoice::find_in_workspace(c, workspace.0, &id).map_err(DbError::from))
+        .await?
+        .map(VoiceView::from)
+        .ok_or_else(|| ApiError::not_found("voice"))
+}
+
+async fn get(
+    state: web::Data<State>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("voices:read")?;
+    Ok(HttpResponse::Ok().json(find(&state, principal.workspace_id, &path).await?))
+}
+
+async fn delete(
+    state: web::Data<State>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("voices:write")?;
+    if voices::preset(&path).is_some() {
+        return Err(ApiError::unprocessable(
+            "preset_voice",
+            "preset voices belong to the catalog and cannot be deleted",
+        ));
+    }
+    let (ws, id) = (principal.workspace_id.0, path.into_inner());
+    let deleted = state
+        .db
+        .run(move |c| ClonedVoice::delete_in_workspace(c, ws, &id).map_err(DbError::from))
+        .await?;
+    if deleted {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found("voice"))
+    }
+}
+
+/// The multipart form as read.
+#[derive(Default)]
+struct Form {
+    name: Option<String>,
+    language: Option<String>,
+    gender: Option<String>,
+    description: Option<String>,
+    samples: Vec<Vec<u8>>,
+}
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "sample_too_large", message).with_param("samples")
+}
+
+async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            "send the voice as multipart/form-data with name and samples",
+        ));
+    }
+    let malformed = |e: actix_multipart::MultipartError| {
+        ApiError::bad_request(
+            "malformed_body",
+            format!("the multipart body could not be read: {e}"),
+        )
+    };
+    let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let mut form = Form::default();
+    let mut total = 0usize;
+    while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let limit = if name == "samples" {
+            MAX_SAMPLE_BYTES
+        } else {
+            MAX_TEXT_FIELD_BYTES
+        };
+        let mut data = Vec::new();
+        while let Some(chunk) = field.try_next().await.map_err(malformed)? {
+            total += chunk.len();
+            if data.len() + chunk.len() > limit {
+                return Err(if name == "samples" {
+                    too_large(format!(
+                        "sample {} is over the limit of {MAX_SAMPLE_BYTES} bytes",
+                        form.samples.len()
+                    ))
+                } else {
+                    ApiError::bad_request("field_too_large", format!("{name} is too long"))
+                        .with_param(name)
+                });
+            }
+            if total > MAX_UPLOAD_BYTES {
+                return Err(too_large(format!(
+                    "the samples are over {MAX_UPLOAD_BYTES} bytes together"
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let text = || {
+            String::from_utf8(data.clone())
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+        match name.as_str() {
+            "samples" => form.samples.push(data),
+            "name" => form.name = text(),
+            "language" => form.language = text(),
+            "gender" => form.gender = text(),
+            "description" => form.description = text(),
+            other => {
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    format!("unknown form field {other:?}"),
+                )
+                .with_param(other));
+            }
+        }
+    }
+    Ok(form)
+}
+
+async fn create(
+    state: web::Data<State>,
+    principal: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("voices:write")?;
+    let form = read_form(&req, payload).await?;
+    let name = form
+        .name
+        .filter(|n| !n.is_empty() && n.chars().count() <= 100)
+        .ok_or_else(|| {
+            ApiError::unprocessable("invalid_name", "name is required, 1 to 100 characters")
+                .with_param("name")
+        })?;
+    let requested = form.language.as_deref().unwrap_or("en-US");
+    let (espeak_voice, language) = voices::espeak_voice_for(requested).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unsupported_language",
+            format!(
+                "language {requested:?} is not one of the catalog's; GET /v1/voices lists them"
+            ),
+        )
+        .with_param("language")
+    })?;
+    if let Some(g) = &form.gender
+        && Gender::parse(g).is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_gender",
+            format!("gender {g:?} is not female, male or neutral"),
+        )
+        .with_param("gender"));
+    }
+    if form.samples.is_empty() {
+        return Err(ApiError::unprocessable(
+            "samples_required",
+            "send one or more WAV recordings as samples",
+        )
+        .with_param("samples"));
+    }
+    // Refuse before any work when the event cannot be announced: 503.
+    state.ensure_broker().await?;
+    let samples = form.samples;
+    let measured = web::block(move || {
+        let mut total = 0.0;
+        for (i, s) in samples.iter().enumerate() {
+            total += analysis::wav_seconds(i, s)?;
+        }
+        if total > analysis::MAX_TOTAL_SECONDS {
+            return Err(analysis::SampleError::TooLong(total));
+        }
+        let decoded = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| analysis::decode(i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        analysis::analyse(&decoded)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()).with_param("samples"))?;
+    let engine = analysis::engine_voice(&measured, espeak_voice);
+    let row = ClonedVoice {
+        id: cloned::new_id(),
+        workspace_id: principal.workspace_id.0,
+        name,
+        language: language.to_owned(),
+        gender: form.gender,
+        description: form.description,
+        status: "ready".to_owned(),
+        params: serde_json::json!({ "engine": engine, "analysis": measured }),
+        created_at: Utc::now(),
+    };
+    let created = state
+        .db
+        .run(move |c| ClonedVoice::insert(c, &row).map_err(DbError::from))
+        .await?;
+    announce_ready(&state, &created).await;
+    Ok(HttpResponse::Created().json(VoiceView::from(created)))
+}
+
+/// Publishes `voice.ready`. The voice is usable whether or not this
+/// succeeds; a failure is logged (the broker was reachable a moment ago).
+async fn announce_ready(state: &State, voice: &ClonedVoice) {
+    let event = Event {
+        id: MessageId::new(),
+        event: EventType::VoiceReady,
+        workspace_id: WorkspaceId(voice.workspace_id),
+        occurred_at: Utc::now(),
+        data: serde_json::json!({
+            "id": voice.id,
+            "name": voice.name,
+            "type": "cloned",
+            "language": voice.language,
+            "status": "ready",
+        }),
+        audio_of: None,
+        target_endpoint: None,
+    };
+    let exchange = state.publisher.broker().topology().events_exchange();
+    let message_id = event.id.to_string();
+    if let Err(e) = state
+        .publisher
+        .publish(
+            &exchange,
+            EventType::VoiceReady.as_str(),
+            &message_id,
+            &EventMessage::V1(event),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, voice_id = %voice.id, "voice.ready not published");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::language_matches;
+
+    #[test]
+    fn a_language_filter_matches_the_tag_or_its_subtags() {
+        assert!(language_matches("en", "en-GB"));
+        assert!(language_matches("en-gb", "en-GB"));
+        assert!(!language_matches("en", "eu"));
+        assert!(!language_matches("e", "en-GB"));
+        assert!(!language_matches("en-GB", "en"));
+    }
+}

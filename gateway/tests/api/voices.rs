@@ -1,0 +1,492 @@
+//! Voices (catalog, cloning, deletion, isolation), the request-time checks
+//! this feature adds to generations (cloned voices, SSML, sample rates per
+//! format), and word timestamps (`/alignment`, SRT, WebVTT).
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use object_store::ObjectStoreExt;
+use serde_json::{Value, json};
+
+use shared::alignment::{Alignment, Word, alignment_key};
+use shared::amqp::Broker;
+use shared::ids::{GenerationId, WorkspaceId};
+use shared::models::Generation;
+
+use crate::helpers::*;
+
+/// A vowel-like tone at `f0` Hz, amplitude-modulated at `syllables` per second.
+fn voiced_wav(f0: f64, syllables: f64, seconds: f64) -> Vec<u8> {
+    let rate = 16_000u32;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..(seconds * f64::from(rate)) as usize {
+        let t = i as f64 / f64::from(rate);
+        let env = (std::f64::consts::PI * syllables * t).sin().powi(2);
+        let tone: f64 = (1..=6)
+            .map(|h| (2.0 * std::f64::consts::PI * f0 * f64::from(h) * t).sin() / f64::from(h))
+            .sum();
+        w.write_sample((tone * env * 8000.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+const BOUNDARY: &str = "voiceprod-test-boundary";
+
+/// A multipart/form-data body: text fields, then `samples` files.
+fn form(fields: &[(&str, &str)], samples: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (i, s) in samples.iter().enumerate() {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"samples\"; filename=\"s{i}.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(s);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn post_voice(app: &TestApp, key: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v1/voices", app.address))
+        .bearer_auth(key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_with(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_catalog_lists_300_presets_with_filters_and_cursor_pagination() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    let mut path = "/v1/voices?type=preset&limit=100".to_owned();
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 100);
+        ids.extend(data.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        if page["hasMore"] == false {
+            assert!(page["nextCursor"].is_null());
+            break;
+        }
+        let cursor = page["nextCursor"].as_str().unwrap();
+        path = format!("/v1/voices?type=preset&limit=100&cursor={cursor}");
+    }
+    assert!(ids.len() >= 300, "{} presets", ids.len());
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a page repeated a voice");
+
+    let default: Value = app
+        .get("/v1/voices/voice_8f2a1c")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&default["type"], &default["language"], &default["name"]),
+        (&json!("preset"), &json!("en-US"), &json!("Avery"))
+    );
+    assert!(default["description"].is_string() && default["gender"].is_string());
+
+    let french: Value = app
+        .get("/v1/voices?language=fr&gender=female&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let french = french["data"].as_array().unwrap();
+    assert!(french.len() >= 3);
+    assert!(
+        french
+            .iter()
+            .all(|v| v["language"].as_str().unwrap().starts_with("fr-") && v["gender"] == "female")
+    );
+
+    assert_error(app.get("/v1/voices?type=robot").await, 400, "invalid_type").await;
+    assert_error(
+        app.get("/v1/voices?cursor=voice_nope").await,
+        400,
+        "invalid_cursor",
+    )
+    .await;
+    assert_error(app.get("/v1/voices/voice_000000").await, 404, "not_found").await;
+    let no_scope = key_with_scopes(&app, &["generations:read"]);
+    assert_error(
+        get_with(&app, &no_scope, "/v1/voices").await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+}
+
+/// A queue on the app's events exchange bound to `voice.ready`.
+async fn voice_ready_tap(app: &TestApp) -> (lapin::Channel, lapin::Consumer) {
+    let broker = Broker::new(&app.settings.amqp, "test-voice-tap");
+    let ch = broker.channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        broker.topology().events_exchange().into(),
+        "voice.ready".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "voice-tap".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (ch, consumer)
+}
+
+#[tokio::test]
+async fn a_voice_cloned_from_wav_samples_is_announced_and_usable_in_its_workspace_only() {
+    let app = spawn_app().await;
+    let (_ch, mut tap) = voice_ready_tap(&app).await;
+    let samples = vec![voiced_wav(118.0, 4.5, 4.0), voiced_wav(122.0, 4.5, 3.0)];
+
+    let response = post_voice(
+        &app,
+        &app.api_key,
+        form(&[("name", "Narrator"), ("language", "en-GB")], &samples),
+    )
+    .await;
+
+    assert_eq!(response.status().as_u16(), 201);
+    let voice: Value = response.json().await.unwrap();
+    let id = voice["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("voice_") && id.len() == 38, "{id}");
+    assert_eq!(
+        (
+            &voice["type"],
+            &voice["status"],
+            &voice["language"],
+            &voice["name"]
+        ),
+        (
+            &json!("cloned"),
+            &json!("ready"),
+            &json!("en-GB"),
+            &json!("Narrator")
+        )
+    );
+    let median = voice["analysis"]["pitchMedianHz"].as_f64().unwrap();
+    assert!((110.0..130.0).contains(&median), "median {median}");
+
+    let delivery = tokio::time::timeout(Duration::from_secs(10), tap.next())
+        .await
+        .expect("no voice.ready within 10 s")
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+    assert_eq!(event["event"], "voice.ready");
+    assert_eq!(
+        event["data"],
+        json!({"id": id, "name": "Narrator", "type": "cloned", "language": "en-GB", "status": "ready"})
+    );
+
+    let listed: Value = app
+        .get("/v1/voices?type=cloned")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    let body = json!({ "text": SEED_TEXT, "voiceId": id, "format": "wav" });
+    assert_eq!(app.post_generation(&body).await.status().as_u16(), 202);
+
+    // Another workspace sees nothing of it.
+    let (_, other) = new_workspace(&app.settings, "other", "scale");
+    assert_error(
+        get_with(&app, &other, &format!("/v1/voices/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.post_generation_with_key(&body, &other).await,
+        422,
+        "unknown_voice",
+    )
+    .await;
+    let other_list: Value = get_with(&app, &other, "/v1/voices?type=cloned")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other_list["data"], json!([]));
+    let delete = |key: String| {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/v1/voices/{id}", app.address),
+        );
+        async move { client.delete(url).bearer_auth(key).send().await.unwrap() }
+    };
+    assert_error(delete(other.clone()).await, 404, "not_found").await;
+
+    assert_eq!(delete(app.api_key.clone()).await.status().as_u16(), 204);
+    assert_error(app.get(&format!("/v1/voices/{id}")).await, 404, "not_found").await;
+    assert_error(app.post_generation(&body).await, 422, "unknown_voice").await;
+    assert_error(delete(app.api_key.clone()).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn unusable_samples_are_refused_with_clear_codes() {
+    let app = spawn_app().await;
+    let good = voiced_wav(200.0, 4.0, 1.0);
+    let mut silent = good.clone();
+    silent[44..].fill(0);
+    // 301 s of 8-bit 8 kHz audio: small, but too long.
+    let long = {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8_000,
+            bits_per_sample: 8,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        for i in 0..8_000 * 301 {
+            w.write_sample((i % 50) as i8).unwrap();
+        }
+        w.finalize().unwrap();
+        out.into_inner()
+    };
+    let cases: Vec<(Vec<Vec<u8>>, &str)> = vec![
+        (
+            vec![b"ID3\x04 an mp3 file, not a wav".to_vec()],
+            "invalid_sample",
+        ),
+        (vec![Vec::new()], "empty_sample"),
+        (vec![silent], "silent_sample"),
+        (vec![long], "samples_too_long"),
+        (vec![], "samples_required"),
+    ];
+    for (samples, code) in cases {
+        let body = assert_error(
+            post_voice(&app, &app.api_key, form(&[("name", "x")], &samples)).await,
+            422,
+            code,
+        )
+        .await;
+        assert_eq!(body["error"]["param"], "samples");
+    }
+    assert_error(
+        post_voice(&app, &app.api_key, form(&[], std::slice::from_ref(&good))).await,
+        422,
+        "invalid_name",
+    )
+    .await;
+    assert_error(
+        post_voice(
+            &app,
+            &app.api_key,
+            form(
+                &[("name", "x"), ("language", "xx-YY")],
+                std::slice::from_ref(&good),
+            ),
+        )
+        .await,
+        422,
+        "unsupported_language",
+    )
+    .await;
+    let huge = vec![0u8; 10 * 1024 * 1024 + 1];
+    assert_error(
+        post_voice(&app, &app.api_key, form(&[("name", "x")], &[huge])).await,
+        413,
+        "sample_too_large",
+    )
+    .await;
+    let as_json = app
+        .client
+        .post(format!("{}/v1/voices", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(as_json, 415, "unsupported_content_type").await;
+    let read_only = key_with_scopes(&app, &["voices:read"]);
+    assert_error(
+        post_voice(&app, &read_only, form(&[("name", "x")], &[good])).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    let list: Value = app
+        .get("/v1/voices?type=cloned")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"], json!([]), "a refused voice was stored");
+}
+
+#[tokio::test]
+async fn generations_check_ssml_and_the_sample_rate_of_the_format_at_request_time() {
+    let app = spawn_app().await;
+    let post = |body: Value| {
+        let app = &app;
+        async move { app.post_generation(&body).await }
+    };
+
+    let bad_ssml = json!({"text": "<speak>Hello <prosody rate=\"slow\">world</speak>", "textType": "ssml", "voiceId": SEED_VOICE, "format": "wav"});
+    let body = assert_error(post(bad_ssml).await, 422, "invalid_ssml").await;
+    assert_eq!(body["error"]["param"], "text");
+    let ogg_22k =
+        json!({"text": "hi", "voiceId": SEED_VOICE, "format": "ogg", "sampleRate": 22050});
+    let body = assert_error(post(ogg_22k).await, 422, "unsupported_sample_rate").await;
+    assert_eq!(body["error"]["param"], "sampleRate");
+
+    for ok in [
+        json!({"text": "<speak>Hi <break time=\"200ms\"/> there</speak>", "textType": "ssml", "voiceId": SEED_VOICE, "format": "flac"}),
+        json!({"text": "hi", "voiceId": SEED_VOICE, "format": "ogg", "sampleRate": 24000}),
+        json!({"text": "hi", "voiceId": SEED_VOICE, "format": "wav", "sampleRate": 44100}),
+        json!({"text": "hi", "voiceId": SEED_VOICE, "format": "mp3", "speed": 2.0}),
+    ] {
+        let response = post(ok.clone()).await;
+        assert_eq!(response.status().as_u16(), 202, "{ok}");
+    }
+    // A plan without ogg: 403 before any rate check.
+    let (_, tiny) = new_workspace(&app.settings, "tiny-ws", "tiny");
+    let ogg = json!({"text": "hi", "voiceId": SEED_VOICE, "format": "ogg"});
+    assert_error(
+        app.post_generation_with_key(&ogg, &tiny).await,
+        403,
+        "format_not_in_plan",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alignment_is_served_as_json_srt_and_vtt_once_the_generation_completed() {
+    let app = spawn_app().await;
+    let created: Value = app
+        .post_generation(&app.seed_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/generations/{id}/alignment");
+    assert_error(app.get(&path).await, 409, "audio_not_ready").await;
+
+    let gid = GenerationId::parse(&id).unwrap();
+    let ws = WorkspaceId::parse(&app.workspace_id).unwrap();
+    let key = shared::storage::audio_key(ws, gid, shared::formats::AudioFormat::Wav);
+    assert!(Generation::complete(&mut connect(&app.settings), gid.0, 1500, key.as_ref()).unwrap());
+    assert_error(app.get(&path).await, 404, "not_found").await;
+    let word = |w: &str, start_ms, end_ms, char_start, char_end| Word {
+        word: w.to_owned(),
+        start_ms,
+        end_ms,
+        char_start,
+        char_end,
+    };
+    let alignment = Alignment {
+        duration_ms: 1500,
+        words: vec![
+            word("Welcome", 50, 600, 0, 7),
+            word("home.", 650, 1400, 8, 13),
+        ],
+    };
+    let store = shared::storage::open(&app.settings.storage).unwrap();
+    store
+        .put(
+            &alignment_key(ws, gid),
+            serde_json::to_vec(&alignment).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let json: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(json["durationMs"], 1500);
+    assert_eq!(
+        json["words"][1],
+        json!({"word": "home.", "startMs": 650, "endMs": 1400, "charStart": 8, "charEnd": 13})
+    );
+    let srt = app.get(&format!("{path}?format=srt")).await;
+    assert_eq!(
+        srt.headers()["content-type"],
+        "application/x-subrip; charset=utf-8"
+    );
+    assert_eq!(
+        srt.text().await.unwrap(),
+        "1\n00:00:00,050 --> 00:00:01,400\nWelcome home.\n\n"
+    );
+    let vtt = app.get(&format!("{path}?format=vtt")).await;
+    assert_eq!(vtt.headers()["content-type"], "text/vtt; charset=utf-8");
+    assert!(
+        vtt.text()
+            .await
+            .unwrap()
+            .starts_with("WEBVTT\n\n00:00:00.050 --> 00:00:01.400\nWelcome home.\n")
+    );
+    assert_error(
+        app.get(&format!("{path}?format=docx")).await,
+        400,
+        "invalid_format",
+    )
+    .await;
+
+    let (_, other) = new_workspace(&app.settings, "other", "scale");
+    assert_error(get_with(&app, &other, &path).await, 404, "not_found").await;
+}

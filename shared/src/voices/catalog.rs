@@ -1,0 +1,363 @@
+//! The preset catalog: 300+ voices over espeak-ng's languages, built once
+//! from [`LANGUAGES`] and a fixed list of personae (an espeak-ng variant
+//! with its own pitch, pitch range and rate), so two presets of one
+//! language never sound alike.
+//!
+//! Invariant: a preset's id is `voice_` + the first 6 hex digits of the
+//! SHA-256 of its engine parameters, so it is the same on every build and
+//! changes only if the voice itself changes. The six voices of the
+//! foundation keep their hand-picked ids. Append to the tables; never
+//! reorder or edit an entry (that would change or reuse an id).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::EngineVoice;
+use super::languages::LANGUAGES;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    Female,
+    Male,
+    Neutral,
+}
+
+impl Gender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Female => "female",
+            Self::Male => "male",
+            Self::Neutral => "neutral",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Female, Self::Male, Self::Neutral]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
+}
+
+/// A preset voice and how the engine renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub id: String,
+    pub name: String,
+    /// BCP 47 language tag.
+    pub language: &'static str,
+    pub gender: Gender,
+    pub description: String,
+    pub voice: EngineVoice,
+}
+
+/// The id of the default English voice.
+pub const DEFAULT_VOICE_ID: &str = "voice_8f2a1c";
+
+/// A way of speaking: variant, base pitch, pitch range, words per minute.
+struct Persona {
+    variant: &'static str,
+    gender: Gender,
+    pitch: u8,
+    range: u8,
+    rate: u16,
+    character: &'static str,
+}
+
+const fn persona(
+    variant: &'static str,
+    gender: Gender,
+    pitch: u8,
+    range: u8,
+    rate: u16,
+    character: &'static str,
+) -> Persona {
+    Persona {
+        variant,
+        gender,
+        pitch,
+        range,
+        rate,
+        character,
+    }
+}
+
+/// Every language gets the first two and one of the next two (by parity).
+const BASE: [Persona; 4] = [
+    persona("f2", Gender::Female, 62, 55, 170, "warm"),
+    persona("m3", Gender::Male, 44, 45, 165, "steady"),
+    persona("f4", Gender::Female, 72, 65, 188, "bright, brisk"),
+    persona("m1", Gender::Male, 36, 40, 182, "deep, brisk"),
+];
+
+/// The most used languages get these as well.
+const EXTRA: [Persona; 3] = [
+    persona("Annie", Gender::Female, 54, 35, 155, "gentle, unhurried"),
+    persona("Andy", Gender::Male, 52, 70, 195, "lively, expressive"),
+    persona("klatt", Gender::Neutral, 50, 30, 160, "synthetic, even"),
+];
+
+const MAJOR: &[&str] = &[
+    "en-US", "en-GB", "fr-FR", "de", "es", "es-419", "it", "pt", "pt-BR", "ru", "ja", "cmn", "hi",
+    "ar", "nl", "pl", "ko", "tr", "sv", "id", "vi", "uk", "cs", "el",
+];
+
+const FEMALE_NAMES: &[&str] = &[
+    "Ada", "Amara", "Anika", "Aria", "Beatriz", "Chiara", "Dana", "Elif", "Elena", "Emma", "Freya",
+    "Greta", "Hana", "Ines", "Ingrid", "Isla", "Jana", "Kaia", "Lara", "Leila", "Lina", "Maya",
+    "Mei", "Mila", "Nadia", "Nina", "Noor", "Olga", "Paula", "Priya", "Rosa", "Sara", "Selin",
+    "Sofia", "Tara", "Uma", "Vera", "Yara", "Zara", "Zoe", "Aiko", "Brigid", "Carmen", "Daria",
+    "Esme", "Fatima", "Gaia", "Ilse", "Juno", "Kira",
+];
+
+const MALE_NAMES: &[&str] = &[
+    "Aarav", "Adrian", "Ali", "Anton", "Bruno", "Carlos", "Dario", "Emil", "Erik", "Felix",
+    "Goran", "Hugo", "Ivan", "Jonas", "Kai", "Kenji", "Leo", "Luca", "Malik", "Marco", "Mateo",
+    "Milan", "Nico", "Omar", "Oskar", "Pavel", "Rafael", "Ravi", "Sami", "Sven", "Tariq", "Teo",
+    "Tomas", "Viktor", "Yusuf", "Zane", "Arjun", "Bastian", "Cyrus", "Diego", "Elias", "Farid",
+    "Gideon", "Hamid", "Idris", "Jakob", "Kofi", "Lars", "Mikael", "Noah",
+];
+
+const NEUTRAL_NAMES: &[&str] = &[
+    "Robin", "Sasha", "Alex", "Kim", "Noa", "Eden", "Ari", "Quinn", "Remy", "Sky", "Jules", "Rio",
+];
+
+/// The foundation's hand-made presets, ids unchanged.
+fn legacy() -> Vec<Preset> {
+    let p = |id: &str,
+             name: &str,
+             language: &'static str,
+             gender: Gender,
+             description: &str,
+             voice: &str,
+             variant: Option<&str>,
+             pitch: u8,
+             rate: u16| Preset {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        language,
+        gender,
+        description: description.to_owned(),
+        voice: EngineVoice {
+            espeak_voice: voice.to_owned(),
+            variant: variant.map(str::to_owned),
+            pitch,
+            range: 50,
+            rate,
+        },
+    };
+    vec![
+        p(
+            DEFAULT_VOICE_ID,
+            "Avery",
+            "en-US",
+            Gender::Male,
+            "Clear American English; the default voice.",
+            "en-us",
+            None,
+            50,
+            175,
+        ),
+        p(
+            "voice_3c71e9",
+            "Harper",
+            "en-US",
+            Gender::Female,
+            "Bright American English.",
+            "en-us",
+            Some("f3"),
+            60,
+            170,
+        ),
+        p(
+            "voice_a41d07",
+            "Oliver",
+            "en-GB",
+            Gender::Male,
+            "Received Pronunciation, unhurried.",
+            // The library finds voices by file name: en-GB's file is `en`.
+            "en",
+            None,
+            45,
+            160,
+        ),
+        p(
+            "voice_5be2f4",
+            "Camille",
+            "fr-FR",
+            Gender::Female,
+            "Standard French.",
+            "fr",
+            Some("f2"),
+            55,
+            170,
+        ),
+        p(
+            "voice_d90a63",
+            "Lukas",
+            "de-DE",
+            Gender::Male,
+            "Standard German.",
+            "de",
+            None,
+            48,
+            165,
+        ),
+        p(
+            "voice_6f18b2",
+            "Lucía",
+            "es-ES",
+            Gender::Female,
+            "Castilian Spanish.",
+            "es",
+            Some("f1"),
+            58,
+            175,
+        ),
+    ]
+}
+
+/// `voice_` + 6 hex digits of the SHA-256 of the engine parameters.
+fn stable_id(v: &EngineVoice) -> String {
+    let key = format!(
+        "{}+{}|{}|{}|{}",
+        v.espeak_voice,
+        v.variant.as_deref().unwrap_or(""),
+        v.pitch,
+        v.range,
+        v.rate
+    );
+    let digest = Sha256::digest(key.as_bytes());
+    format!("voice_{}", hex::encode(&digest[..3]))
+}
+
+fn build() -> Vec<Preset> {
+    let mut all = legacy();
+    for (index, &(espeak_voice, language, language_name)) in LANGUAGES.iter().enumerate() {
+        let third = if index % 2 == 0 { &BASE[2] } else { &BASE[3] };
+        let mut personae: Vec<&Persona> = vec![&BASE[0], &BASE[1], third];
+        if MAJOR.contains(&language) {
+            personae.extend(EXTRA.iter());
+        }
+        for (slot, p) in personae.into_iter().enumerate() {
+            let names = match p.gender {
+                Gender::Female => FEMALE_NAMES,
+                Gender::Male => MALE_NAMES,
+                Gender::Neutral => NEUTRAL_NAMES,
+            };
+            let name = names[(index * 7 + slot * 11) % names.len()];
+            let voice = EngineVoice {
+                espeak_voice: espeak_voice.to_owned(),
+                variant: Some(p.variant.to_owned()),
+                pitch: p.pitch,
+                range: p.range,
+                rate: p.rate,
+            };
+            all.push(Preset {
+                id: stable_id(&voice),
+                name: name.to_owned(),
+                language,
+                gender: p.gender,
+                description: format!(
+                    "{language_name}: a {} {} voice (espeak-ng {espeak_voice}, variant {}, {} wpm).",
+                    p.character,
+                    p.gender.as_str(),
+                    p.variant,
+                    p.rate
+                ),
+                voice,
+            });
+        }
+    }
+    all
+}
+
+static PRESETS: LazyLock<Vec<Preset>> = LazyLock::new(build);
+static BY_ID: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    PRESETS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect()
+});
+
+/// Every preset, in catalog order (the order `GET /v1/voices` lists them).
+pub fn presets() -> &'static [Preset] {
+    &PRESETS
+}
+
+/// The preset with this id.
+pub fn preset(id: &str) -> Option<&'static Preset> {
+    BY_ID.get(id).map(|&i| &PRESETS[i])
+}
+
+/// The position of a preset in [`presets`].
+pub fn preset_index(id: &str) -> Option<usize> {
+    BY_ID.get(id).copied()
+}
+
+/// The espeak-ng voice of a catalog language (BCP 47, case-insensitive).
+pub fn espeak_voice_for(language: &str) -> Option<(&'static str, &'static str)> {
+    LANGUAGES
+        .iter()
+        .find(|(_, tag, _)| tag.eq_ignore_ascii_case(language))
+        .map(|&(voice, tag, _)| (voice, tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn there_are_at_least_300_presets_with_unique_well_formed_ids() {
+        assert!(presets().len() >= 300, "{}", presets().len());
+        let ids: HashSet<&str> = presets().iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids.len(), presets().len(), "an id collides");
+        for id in ids {
+            let hex = id.strip_prefix("voice_").unwrap();
+            assert_eq!(hex.len(), 6);
+            assert!(hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_across_builds() {
+        // Pinned: if these change, every customer's stored voiceId breaks.
+        assert_eq!(
+            preset(DEFAULT_VOICE_ID).unwrap().voice.espeak_voice,
+            "en-us"
+        );
+        let first_generated = &presets()[6];
+        assert_eq!(first_generated.language, "af");
+        assert_eq!(first_generated.id, stable_id(&first_generated.voice));
+        assert_eq!(first_generated.id, "voice_def615");
+    }
+
+    #[test]
+    fn presets_of_one_language_sound_different() {
+        let mut seen = HashSet::new();
+        for p in presets() {
+            let v = &p.voice;
+            assert!(
+                seen.insert((p.language, v.variant.clone(), v.pitch, v.rate)),
+                "{} duplicates another voice of {}",
+                p.id,
+                p.language
+            );
+        }
+    }
+
+    #[test]
+    fn every_language_has_a_female_and_a_male_voice() {
+        for (_, tag, _) in LANGUAGES {
+            let of: Vec<&Preset> = presets().iter().filter(|p| p.language == *tag).collect();
+            assert!(of.iter().any(|p| p.gender == Gender::Female), "{tag}");
+            assert!(of.iter().any(|p| p.gender == Gender::Male), "{tag}");
+        }
+    }
+}

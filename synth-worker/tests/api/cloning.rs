@@ -1,0 +1,160 @@
+//! Cloned voices through the whole stack: samples of a low, slow speaker
+//! and of a high, fast one are posted to the gateway, and the worker's
+//! renders in those voices are measured — the first lower and slower.
+//! Also: the word timestamps of a real render through the gateway.
+
+use std::io::Cursor;
+
+use serde_json::{Value, json};
+use shared::voices::analysis;
+use synth_worker::engine::{EnginePool, EngineRequest};
+
+use crate::e2e::{Stack, start_stack};
+use crate::helpers::{SEED, engine_program, eventually, settings};
+
+const BOUNDARY: &str = "voiceprod-cloning-test";
+
+fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+async fn clone_voice(stack: &Stack, name: &str, sample: Vec<u8>) -> Value {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"samples\"; filename=\"s.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&sample);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let response = stack
+        .client
+        .post(format!("{}/v1/voices", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
+/// Posts a generation and waits for it to complete: (id, row as JSON).
+async fn generate(stack: &Stack, voice: &str, text: &str) -> (String, Value) {
+    let accepted: Value = stack
+        .post(
+            "/v1/generations",
+            json!({"text": text, "voiceId": voice, "format": "wav"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let done = eventually("the generation to complete", || async {
+        let g: Value = stack
+            .get(&format!("/v1/generations/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (g["status"] != "processing").then_some(g)
+    })
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    (id, done)
+}
+
+async fn measured(stack: &Stack, id: &str) -> analysis::Analysis {
+    let bytes = stack
+        .get(&format!("/v1/generations/{id}/audio"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    analysis::analyse(&[analysis::decode(0, &bytes).unwrap()]).unwrap()
+}
+
+#[tokio::test]
+async fn a_voice_cloned_from_a_low_slow_sample_renders_lower_and_slower_than_one_from_a_high_fast_sample()
+ {
+    let stack = start_stack(settings(2)).await;
+    let pool = EnginePool::start(engine_program(), 2).await.unwrap();
+    let speaker = |voice: &str, pitch, rate| EngineRequest {
+        text: [SEED; 4].join(" "),
+        ssml: false,
+        voice: voice.to_owned(),
+        rate,
+        pitch,
+        range: 50,
+    };
+    let (low_speaker, high_speaker) = (speaker("en-us+m3", 10, 130), speaker("en-us+f2", 90, 260));
+    let (low, high) = tokio::join!(pool.render(&low_speaker), pool.render(&high_speaker));
+    let (low, high) = (low.unwrap(), high.unwrap());
+
+    let low_voice = clone_voice(&stack, "Low", wav(&low.samples, low.sample_rate)).await;
+    let high_voice = clone_voice(&stack, "High", wav(&high.samples, high.sample_rate)).await;
+    let text = [SEED; 2].join(" ");
+    let (low_id, low_row) = generate(&stack, low_voice["id"].as_str().unwrap(), &text).await;
+    let (high_id, high_row) = generate(&stack, high_voice["id"].as_str().unwrap(), &text).await;
+
+    let (low_out, high_out) = (
+        measured(&stack, &low_id).await,
+        measured(&stack, &high_id).await,
+    );
+    assert!(
+        low_out.pitch_median_hz * 1.5 < high_out.pitch_median_hz,
+        "low voice at {:.0} Hz, high voice at {:.0} Hz",
+        low_out.pitch_median_hz,
+        high_out.pitch_median_hz
+    );
+    // Each follows its speaker's pitch (within 20 %).
+    let sample_low = low_voice["analysis"]["pitchMedianHz"].as_f64().unwrap();
+    let sample_high = high_voice["analysis"]["pitchMedianHz"].as_f64().unwrap();
+    assert!(
+        (low_out.pitch_median_hz / sample_low - 1.0).abs() < 0.2,
+        "{sample_low} → {low_out:?}"
+    );
+    assert!(
+        (high_out.pitch_median_hz / sample_high - 1.0).abs() < 0.2,
+        "{sample_high} → {high_out:?}"
+    );
+    // The slow speaker's voice takes clearly longer over the same text.
+    let (low_ms, high_ms) = (
+        low_row["durationMs"].as_f64().unwrap(),
+        high_row["durationMs"].as_f64().unwrap(),
+    );
+    assert!(low_ms > high_ms * 1.4, "low {low_ms} ms, high {high_ms} ms");
+
+    // The word timestamps of that render, through the gateway.
+    let alignment: Value = stack
+        .get(&format!("/v1/generations/{low_id}/alignment"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let words = alignment["words"].as_array().unwrap();
+    assert_eq!(words.len(), text.split_whitespace().count());
+    assert!(words.last().unwrap()["endMs"].as_f64().unwrap() <= low_ms);
+    let srt = stack
+        .get(&format!("/v1/generations/{low_id}/alignment?format=srt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(srt.starts_with("1\n00:00:00,"), "{srt}");
+}
