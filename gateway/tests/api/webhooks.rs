@@ -596,11 +596,20 @@ async fn manual_retry_resends_a_failed_delivery_with_the_same_webhook_id() {
 }
 
 #[tokio::test]
-async fn retry_of_a_pending_delivery_is_409_and_a_disabled_endpoint_gets_no_test() {
+async fn retry_sends_a_waiting_delivery_now_is_409_while_in_flight_and_a_disabled_endpoint_gets_no_test()
+ {
     let app = spawn_app().await;
-    let stop = spawn_dispatcher(&app, |s| s.dispatcher.retry_schedule_secs = vec![3600]).await;
+    let stop = spawn_dispatcher(&app, |s| {
+        s.dispatcher.retry_schedule_secs = vec![3600, 3600]
+    })
+    .await;
     let receiver = Receiver::start().await;
-    receiver.script([Reply::status(503)]);
+    // First attempt fails (next retry in an hour); the manual retry is held
+    // by the receiver for 3 s, during which a second retry is refused.
+    receiver.script([
+        Reply::status(503),
+        Reply::status(204).delay(std::time::Duration::from_secs(3)),
+    ]);
     let created = create(&app, &receiver.url("/hooks"), &["generation.completed"]).await;
     let id = created["id"].as_str().unwrap();
     send(
@@ -620,23 +629,37 @@ async fn retry_of_a_pending_delivery_is_409_and_a_disabled_endpoint_gets_no_test
             .cloned()
     })
     .await;
-    assert!(pending["nextAttemptAt"].is_string());
+    let retry_path = format!(
+        "/v1/webhooks/{id}/deliveries/{}/retry",
+        pending["id"].as_str().unwrap()
+    );
 
+    // Waiting an hour for its retry: sent now instead.
+    let retried = send(&app, reqwest::Method::POST, &retry_path, None).await;
+    assert_eq!(retried.status().as_u16(), 202);
+    eventually(20, || async {
+        (receiver.requests().len() == 2).then_some(())
+    })
+    .await;
+
+    // The receiver is holding that attempt: the dispatcher is sending it.
     assert_error(
-        send(
-            &app,
-            reqwest::Method::POST,
-            &format!(
-                "/v1/webhooks/{id}/deliveries/{}/retry",
-                pending["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await,
+        send(&app, reqwest::Method::POST, &retry_path, None).await,
         409,
-        "delivery_pending",
+        "delivery_in_flight",
     )
     .await;
+    let done = eventually(20, || async {
+        let page = deliveries(&app, id, "?status=succeeded").await;
+        page["data"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "the in-flight attempt was not sent twice"
+    );
 
     send(
         &app,

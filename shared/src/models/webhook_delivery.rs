@@ -62,10 +62,10 @@ pub struct NewWebhookAttempt<'a> {
 /// What a manual retry found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
-    /// Settled before; due now.
+    /// Due now (it was settled, or waiting for its next retry).
     Requeued,
-    /// Still pending (scheduled or being sent): nothing changed.
-    AlreadyPending,
+    /// Being sent by a dispatcher right now: nothing changed.
+    InFlight,
     NotFound,
 }
 
@@ -113,12 +113,13 @@ impl WebhookDelivery {
             .optional()
     }
 
-    /// The manual retry: a settled delivery becomes `pending` and due now,
-    /// so the next dispatcher round sends it again (same `webhook-id`). Its
-    /// attempt count is kept, so an exhausted delivery gets exactly one new
-    /// attempt, and one that still had retries left gets them. A pending
-    /// delivery is left alone: it may be under a dispatcher's lease right
-    /// now, and moving its `next_attempt_at` would break that lease.
+    /// The manual retry, "send it now": a settled delivery becomes
+    /// `pending` and due now, and a pending one waiting for its next retry
+    /// is made due now; either way the next dispatcher round sends it again
+    /// (same `webhook-id`). Its attempt count is kept, so an exhausted
+    /// delivery gets exactly one new attempt. A delivery under a
+    /// dispatcher's lease right now is left alone (`InFlight`): moving its
+    /// `next_attempt_at` would break the lease and send the attempt twice.
     pub fn requeue(
         conn: &mut PgConnection,
         workspace_id: Uuid,
@@ -127,23 +128,34 @@ impl WebhookDelivery {
     ) -> QueryResult<Requeue> {
         use webhook_deliveries::dsl as d;
         conn.transaction(|conn| {
-            let updated = diesel::update(
-                d::webhook_deliveries
-                    .filter(d::id.eq(id))
-                    .filter(d::workspace_id.eq(workspace_id))
-                    .filter(d::endpoint_id.eq(endpoint_id))
-                    .filter(d::status.ne("pending")),
+            let ours = d::webhook_deliveries
+                .filter(d::id.eq(id))
+                .filter(d::workspace_id.eq(workspace_id))
+                .filter(d::endpoint_id.eq(endpoint_id));
+            let settled = diesel::update(ours.filter(d::status.ne("pending")))
+                .set((
+                    d::status.eq("pending"),
+                    d::next_attempt_at.eq(diesel::dsl::now),
+                    d::leased_until.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(conn)?;
+            let waiting = diesel::update(
+                ours.filter(d::status.eq("pending")).filter(
+                    d::leased_until
+                        .is_null()
+                        .or(d::leased_until.le(diesel::dsl::now)),
+                ),
             )
             .set((
-                d::status.eq("pending"),
                 d::next_attempt_at.eq(diesel::dsl::now),
+                d::leased_until.eq(None::<DateTime<Utc>>),
             ))
             .execute(conn)?;
-            if updated == 1 {
+            if settled + waiting == 1 {
                 return Ok(Requeue::Requeued);
             }
             Ok(match Self::find(conn, workspace_id, endpoint_id, id)? {
-                Some(_) => Requeue::AlreadyPending,
+                Some(_) => Requeue::InFlight,
                 None => Requeue::NotFound,
             })
         })

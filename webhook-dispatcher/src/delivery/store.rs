@@ -45,7 +45,8 @@ pub struct Claimed {
 pub fn claim(conn: &mut PgConnection, lease_ms: i64, limit: i64) -> QueryResult<Vec<Claimed>> {
     diesel::sql_query(
         "UPDATE webhook_deliveries AS d
-            SET next_attempt_at = now() + $1 * interval '1 millisecond'
+            SET next_attempt_at = now() + $1 * interval '1 millisecond',
+                leased_until = now() + $1 * interval '1 millisecond'
           WHERE d.id IN (
                 SELECT id FROM webhook_deliveries
                  WHERE status = 'pending' AND next_attempt_at <= now()
@@ -122,6 +123,7 @@ pub fn record(
                 d::status.eq(status),
                 d::attempts.eq(attempts),
                 d::next_attempt_at.eq(next),
+                d::leased_until.eq(None::<DateTime<Utc>>),
                 d::last_error.eq(&log.error),
                 d::last_status_code.eq(log.status_code),
                 d::last_response_body.eq(&log.response_body),

@@ -50,8 +50,9 @@ pub async fn list(
     )))
 }
 
-/// Sends a settled delivery again now (same `webhook-id`); 409 while it is
-/// still pending, since it will be sent anyway.
+/// Sends a delivery now (same `webhook-id`): a settled one again, a pending
+/// one without waiting for its next retry; 409 while a dispatcher is
+/// sending it at this moment.
 pub async fn retry(
     state: web::Data<State>,
     principal: Principal,
@@ -79,10 +80,10 @@ pub async fn retry(
         (Requeue::Requeued, Some(row)) => {
             Ok(HttpResponse::Accepted().json(DeliveryView::new(row, &attempts)))
         }
-        (Requeue::AlreadyPending, _) => Err(ApiError::new(
+        (Requeue::InFlight, _) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "delivery_pending",
-            "the delivery is still pending: it is being sent or already scheduled",
+            "delivery_in_flight",
+            "the delivery is being sent right now; its result is in the log within seconds",
         )),
         _ => Err(delivery_not_found()),
     }
