@@ -121,6 +121,7 @@ diesel::table! {
         last_response_body -> Nullable<Text>,
         last_duration_ms -> Nullable<Int8>,
         created_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
     }
 }
 
