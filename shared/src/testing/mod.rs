@@ -18,11 +18,45 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// Creates `test_<uuid>`, migrates it, and returns its URL.
+/// Test databases older than this are dropped by the next test run.
+const STALE_AFTER_SECS: u64 = 3600;
+
+#[derive(diesel::QueryableByName)]
+struct Datname {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    datname: String,
+}
+
+/// Drops the databases of earlier test runs: `test_<unix time>_<uuid>`
+/// created over an hour ago. Best effort; a failure only leaves them.
+fn drop_stale_databases(conn: &mut PgConnection, now: u64) {
+    let Ok(names) =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")
+            .load::<Datname>(conn)
+    else {
+        return;
+    };
+    for Datname { datname } in names {
+        let created = datname
+            .split('_')
+            .nth(1)
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| t + STALE_AFTER_SECS < now) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
+                .execute(conn);
+        }
+    }
+}
+
+/// Creates `test_<unix time>_<uuid>`, migrates it, and returns its URL.
 pub fn fresh_database() -> anyhow::Result<String> {
     let admin = admin_database_url();
-    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let name = format!("test_{now}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::establish(&admin)?;
+    drop_stale_databases(&mut conn, now);
     diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
     let mut url = url::Url::parse(&admin)?;
     url.set_path(&name);
