@@ -24,11 +24,16 @@ use synth_worker::render::{self, Plan};
 use crate::report;
 
 const PARAGRAPH: &str = "The old lighthouse keeper climbed the winding stairs every evening, carrying a lantern and a small notebook. He wrote down the color of the sky, the direction of the wind, and the names of the ships that passed. Over forty years, the notebooks filled three shelves in his kitchen, and nobody ever asked to read them. When he retired, a young historian came by with a box of tea and a question about the storm of 1987. ";
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// The hidden engine subcommand: serve libespeak-ng on stdin/stdout.
 pub fn serve_engine() -> anyhow::Result<()> {
     synth_worker::engine::server::serve_stdio()
+}
+
+/// The benchmark text (the same for raw and worker runs).
+fn text_for_raw() -> String {
+    text(10_000)
 }
 
 fn text(chars: usize) -> String {
@@ -78,17 +83,17 @@ pub async fn run() -> anyhow::Result<()> {
     let text = text(10_000);
     let chars = text.chars().count() as f64;
 
-    // 1. Raw libespeak-ng, in this process.
+    // 1. Raw libespeak-ng, in this process: the baseline, measured again
+    //    right before every worker run so each ratio compares like with like
+    //    on a noisy machine.
     let mut espeak = Espeak::init().context("libespeak-ng did not initialise")?;
-    let mut raw = Vec::new();
-    for _ in 0..RUNS {
+    let mut raw_run = move || -> anyhow::Result<f64> {
         let started = Instant::now();
-        let s = espeak.synthesize(&text, false, "en-us", 175, 50, 50)?;
-        raw.push(chars / started.elapsed().as_secs_f64());
+        let s = espeak.synthesize(&text_for_raw(), false, "en-us", 175, 50, 50)?;
         anyhow::ensure!(!s.samples.is_empty(), "no audio");
-    }
-    let raw_cps = median(raw);
-    println!("raw libespeak-ng: {raw_cps:.0} chars/s");
+        Ok(chars / started.elapsed().as_secs_f64())
+    };
+    let mut all_raw = Vec::new();
 
     // 2. The worker's path, one engine process, per format.
     let one = EnginePool::start(program.clone(), 1).await?;
@@ -96,27 +101,30 @@ pub async fn run() -> anyhow::Result<()> {
     for format in AudioFormat::ALL {
         let plan = plan(&text, format)?;
         let mut cps = Vec::new();
+        let mut ratios = Vec::new();
         let mut bytes = 0;
         for _ in 0..RUNS {
+            let raw = raw_run()?;
+            all_raw.push(raw);
             let started = Instant::now();
             let produced = render::produce(&one, &plan)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            cps.push(chars / started.elapsed().as_secs_f64());
+            let worker = chars / started.elapsed().as_secs_f64();
+            cps.push(worker);
+            ratios.push(worker / raw);
             bytes = produced.bytes.len();
         }
-        let cps = median(cps);
-        println!(
-            "worker {format}: {cps:.0} chars/s ({:.2} of raw)",
-            cps / raw_cps
-        );
+        let (cps, ratio) = (median(cps), median(ratios));
+        println!("worker {format}: {cps:.0} chars/s ({ratio:.2} of raw)");
         rows.push(format!(
-            "| {format} | {} Hz | {cps:.0} | {:.2} | {:.0} KiB |",
+            "| {format} | {} Hz | {cps:.0} | {ratio:.2} | {:.0} KiB |",
             plan.sample_rate,
-            cps / raw_cps,
             bytes as f64 / 1024.0
         ));
     }
+    let raw_cps = median(all_raw);
+    println!("raw libespeak-ng: {raw_cps:.0} chars/s");
 
     // 3. Throughput with N engine processes versus one.
     let n = std::thread::available_parallelism()
@@ -149,7 +157,9 @@ pub async fn run() -> anyhow::Result<()> {
 
     let body = format!(
         "Text: {chars:.0} characters of English prose, default voice `voice_8f2a1c`; median of {RUNS} runs.\n\n\
-         Raw libespeak-ng in-process (one `espeak_Synth` on the whole text): **{raw_cps:.0} chars/s**.\n\n\
+         Raw libespeak-ng in-process (one `espeak_Synth` on the whole text): **{raw_cps:.0} chars/s** \
+         (median of all baseline runs). Each ratio is the median of per-run ratios, the baseline \
+         measured right before each worker run.\n\n\
          Worker path (`render::produce` on one engine process: 800-character chunks over the pipe, \
          join with word timestamps, resample if needed, encode; no storage or database):\n\n\
          | format | rate | chars/s | ÷ raw | size |\n|---|---|---|---|---|\n{}\n\n\
