@@ -139,6 +139,9 @@ impl WebhookDelivery {
                     d::leased_until.eq(None::<DateTime<Utc>>),
                 ))
                 .execute(conn)?;
+            if settled == 1 {
+                return Ok(Requeue::Requeued);
+            }
             let waiting = diesel::update(
                 ours.filter(d::status.eq("pending")).filter(
                     d::leased_until
@@ -151,7 +154,7 @@ impl WebhookDelivery {
                 d::leased_until.eq(None::<DateTime<Utc>>),
             ))
             .execute(conn)?;
-            if settled + waiting == 1 {
+            if waiting == 1 {
                 return Ok(Requeue::Requeued);
             }
             Ok(match Self::find(conn, workspace_id, endpoint_id, id)? {
