@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use chrono::Utc;
 
 use shared::api_key;
@@ -242,6 +242,11 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 }
 
 async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+    // Authenticated (and counted against the rate limit) once per request,
+    // also when a middleware extracted it first.
+    if let Some(principal) = req.extensions().get::<Principal>() {
+        return Ok(principal.clone());
+    }
     let secret = bearer(&req)?;
     if !api_key::is_well_formed(secret) {
         return Err(ApiError::unauthorized(
@@ -281,13 +286,24 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
             )
         })?;
     state.last_used.record(key.key_id);
-    Ok(Principal {
+    if let Some(per_second) = plan.requests_per_second {
+        let info = state.rate_limiter.check(key.key_id.0, per_second);
+        req.extensions_mut().insert(info);
+        if info.retry_after_secs.is_some() {
+            return Err(info.error(format!(
+                "this key may make {per_second} requests per second; slow down"
+            )));
+        }
+    }
+    let principal = Principal {
         key_id: key.key_id,
         workspace_id: key.workspace_id,
         scopes: key.scopes,
         plan,
         credit_limit: key.credit_limit,
-    })
+    };
+    req.extensions_mut().insert(principal.clone());
+    Ok(principal)
 }
 
 impl FromRequest for Principal {

@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod domain;
+pub mod idempotency;
 pub mod key_service;
 pub mod keys_listener;
 pub mod last_used;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod sweeper;

@@ -20,6 +20,7 @@ use shared::settings::Settings;
 use crate::auth::KeyVerifier;
 use crate::key_service::KeyServiceClient;
 use crate::last_used::LastUsed;
+use crate::rate_limit::RateLimiter;
 
 /// What every handler shares.
 pub struct State {
@@ -30,6 +31,8 @@ pub struct State {
     pub keys: Arc<KeyVerifier>,
     pub key_service: Arc<KeyServiceClient>,
     pub last_used: LastUsed,
+    /// Requests per second per key, on this replica.
+    pub rate_limiter: RateLimiter,
 }
 
 impl State {
@@ -77,6 +80,7 @@ impl Application {
                 Duration::from_millis(settings.gateway.key_stale_window_ms),
             )),
             last_used: LastUsed::new(key_service.clone()),
+            rate_limiter: RateLimiter::new(settings.gateway.replicas),
             key_service,
             settings,
         });
@@ -88,7 +92,11 @@ impl Application {
         let data = web::Data::from(state.clone());
         let max_body = state.settings.gateway.max_body_bytes;
         let server = HttpServer::new(move || {
+            // Middlewares run outside-in from the last `wrap`: request id,
+            // then rate-limit headers, then idempotency around the routes.
             App::new()
+                .wrap(from_fn(crate::idempotency::middleware))
+                .wrap(from_fn(crate::rate_limit::headers_middleware))
                 .wrap(from_fn(http::request_id_middleware))
                 .app_data(http::json_config(max_body))
                 .app_data(http::query_config())

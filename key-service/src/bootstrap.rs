@@ -1,7 +1,7 @@
 //! `key-service bootstrap`: a workspace on a configured plan and its first
 //! key, holding every scope. The secret is printed once and never stored.
 
-use chrono::{Datelike, TimeZone, Utc};
+use chrono::Utc;
 use diesel::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
@@ -52,19 +52,15 @@ pub fn bootstrap(
         if Workspace::find_by_name(conn, name)?.is_some() {
             return Err(BootstrapError::WorkspaceExists(name.to_owned()));
         }
-        let now = Utc::now();
-        // Periods are calendar months in UTC.
-        let period_start = Utc
-            .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-            .single()
-            .unwrap_or(now);
+        // Periods are calendar months in UTC; see `Workspace::roll_over`.
+        let period_start = shared::models::workspace::month_start(Utc::now());
         let workspace = Workspace::insert(
             conn,
             &NewWorkspace {
                 id: Uuid::now_v7(),
                 name,
                 plan: plan_name,
-                credits_included: plan.credits_per_period,
+                credits_included: plan.credits_included(),
                 period_start,
             },
         )?;

@@ -55,6 +55,22 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         completed_at -> Nullable<Timestamptz>,
         event_published_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (workspace_id, idempotency_key) {
+        workspace_id -> Uuid,
+        idempotency_key -> Text,
+        request_hash -> Bytea,
+        route -> Text,
+        owner -> Uuid,
+        response_status -> Nullable<Int2>,
+        response_headers -> Nullable<Jsonb>,
+        response_body -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -141,6 +157,7 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(generations -> workspaces (workspace_id));
+diesel::joinable!(idempotency_keys -> workspaces (workspace_id));
 diesel::joinable!(usage_events -> workspaces (workspace_id));
 diesel::joinable!(voices -> workspaces (workspace_id));
 diesel::joinable!(webhook_endpoints -> workspaces (workspace_id));
@@ -151,6 +168,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
     api_keys,
     generations,
+    idempotency_keys,
     usage_events,
     voices,
     webhook_endpoints,

@@ -100,6 +100,12 @@ pub struct GatewaySettings {
     pub key_stale_window_ms: u64,
     /// How often batched `lastUsedAt` updates are sent to the key service.
     pub last_used_flush_ms: u64,
+    /// Gateway replicas behind the load balancer: each enforces
+    /// `1 / replicas` of a plan's `requests_per_second` on its own.
+    pub replicas: u32,
+    /// Above this many generations processing in the whole system, new ones
+    /// are refused with 503 `system_busy`; 0 turns the guard off.
+    pub max_processing_generations: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,15 +176,54 @@ pub struct AudioUrlSettings {
     pub ttl_secs: u64,
 }
 
-/// What a plan allows.
+/// What a plan allows. Allowances and limits are a number or the string
+/// `"unlimited"` (`None` here); limits left out are unlimited too.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Plan {
     /// Whether keys of this plan may use the API at all.
     pub api_access: bool,
-    /// Credits included per monthly period.
-    pub credits_per_period: i64,
+    /// Credits included per monthly period; `None`: unlimited.
+    #[serde(deserialize_with = "unlimited_or")]
+    pub credits_per_period: Option<i64>,
     /// Output formats allowed.
     pub formats: Vec<String>,
+    /// Requests per second per API key (all replicas together); `None`: no limit.
+    #[serde(default, deserialize_with = "unlimited_or")]
+    pub requests_per_second: Option<i64>,
+    /// Generations processing at once per workspace; `None`: no limit.
+    #[serde(default, deserialize_with = "unlimited_or")]
+    pub max_in_flight: Option<i64>,
+}
+
+impl Plan {
+    /// The credits a workspace on this plan gets per period, as stored in
+    /// `workspaces.credits_included` (unlimited is `i64::MAX`).
+    pub fn credits_included(&self) -> i64 {
+        self.credits_per_period.unwrap_or(UNLIMITED_CREDITS)
+    }
+}
+
+/// `workspaces.credits_included` of an unlimited plan: the reservation's
+/// conditional UPDATE and the CHECK constraint stay as they are, and the API
+/// shows `creditsIncluded: null`.
+pub const UNLIMITED_CREDITS: i64 = i64::MAX;
+
+/// A number (or a string of digits, as environment variables give them), or
+/// `"unlimited"` for `None`.
+fn unlimited_or<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(Some(n)),
+        Raw::Text(t) if t.eq_ignore_ascii_case("unlimited") => Ok(None),
+        Raw::Text(t) => t.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("expected a number or \"unlimited\", got {t:?}"))
+        }),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,13 +289,25 @@ impl Settings {
         if let Err(e) = crate::targets::TargetPolicy::from_settings(&self.webhooks) {
             return invalid(&format!("webhooks.allowed_target_cidrs: {e}"));
         }
+        if self.gateway.replicas == 0 || self.gateway.max_processing_generations < 0 {
+            return invalid(
+                "gateway.replicas must be at least 1, gateway.max_processing_generations not negative",
+            );
+        }
         if self.worker.prefetch_per_engine == 0 {
             return invalid("worker.prefetch_per_engine must be at least 1");
         }
         for (name, plan) in &self.plans {
-            if plan.credits_per_period < 0 {
+            if plan.credits_per_period.is_some_and(|c| c < 0) {
                 return invalid(&format!(
                     "plans.{name}.credits_per_period must not be negative"
+                ));
+            }
+            if plan.requests_per_second.is_some_and(|r| r < 1)
+                || plan.max_in_flight.is_some_and(|r| r < 1)
+            {
+                return invalid(&format!(
+                    "plans.{name}.requests_per_second and max_in_flight must be at least 1"
                 ));
             }
             if let Some(f) = plan
@@ -289,6 +346,43 @@ mod tests {
         assert_eq!(s.dispatcher.retry_schedule_secs.len(), 7);
         assert!(s.plan("scale").unwrap().api_access);
         assert!(!s.plan("free").unwrap().api_access);
+        assert_eq!(s.plan("scale").unwrap().credits_per_period, Some(1000));
+        assert_eq!(s.plan("enterprise").unwrap().credits_per_period, None);
+        assert_eq!(
+            s.plan("enterprise").unwrap().credits_included(),
+            UNLIMITED_CREDITS
+        );
+    }
+
+    #[test]
+    fn allowances_are_numbers_or_unlimited() {
+        let toml = r#"
+            api_access = true
+            credits_per_period = "2500"
+            formats = ["wav"]
+            requests_per_second = "unlimited"
+            max_in_flight = 3
+        "#;
+        let plan: Plan = config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(plan.credits_per_period, Some(2500));
+        assert_eq!(plan.requests_per_second, None);
+        assert_eq!(plan.max_in_flight, Some(3));
+        let bad = r#"
+            api_access = true
+            credits_per_period = "lots"
+            formats = ["wav"]
+        "#;
+        let parsed: Result<Plan, _> = config::Config::builder()
+            .add_source(config::File::from_str(bad, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize();
+        assert!(parsed.is_err());
     }
 
     #[test]

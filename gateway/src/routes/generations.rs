@@ -1,11 +1,21 @@
 //! `/v1/generations`: create (202, credits reserved with the insert, job
-//! published after the commit), get, and the audio with the key.
+//! published after the commit, the cost in `X-Credits-Charged`), list
+//! (newest first, cursor pages, `status` filter), get, delete (data
+//! retention: audio, alignment and text go, the accounting stays), and the
+//! audio with the key.
+//!
+//! Creation is refused before anything is charged with 503 `system_busy`
+//! when more than `gateway.max_processing_generations` are processing in the
+//! whole system, and with 429 `rate_limited` when the workspace already has
+//! its plan's `max_in_flight` processing (counted in the create transaction).
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::{CONTENT_TYPE, LOCATION};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use diesel::Connection;
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
 
 use shared::amqp::SYNTH_ROUTING_KEY;
 use shared::db::DbError;
@@ -18,12 +28,23 @@ use shared::models::{Generation, GenerationStatus, NewGeneration};
 
 use crate::auth::Principal;
 use crate::domain::generation_request::CreateGeneration;
+use crate::idempotency::Idempotency;
+use crate::rate_limit::RateLimitInfo;
 use crate::routes::audio::{audio_response, signed_audio_url};
+use crate::routes::webhooks::views::PageView;
 use crate::startup::State;
+
+/// The cost of an accepted generation, in credits (also in the body).
+pub const CREDITS_HEADER: &str = "x-credits-charged";
+/// Items per page when `limit` is not given, and at most.
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/generations", web::post().to(create))
+        .route("/v1/generations", web::get().to(list))
         .route("/v1/generations/{id}", web::get().to(get))
+        .route("/v1/generations/{id}", web::delete().to(delete))
         .route("/v1/generations/{id}/audio", web::get().to(audio));
 }
 
@@ -64,13 +85,17 @@ pub struct GenerationView {
     error: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<serde_json::Value>,
+    /// `true` once `DELETE` removed its audio and text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
 impl GenerationView {
     pub fn new(g: Generation, state: &State) -> Self {
         let id = GenerationId(g.id);
-        let completed = g.status() == GenerationStatus::Completed;
+        let completed = g.status() == GenerationStatus::Completed && !g.is_deleted();
         Self {
+            deleted: g.is_deleted(),
             audio_url: completed.then(|| signed_audio_url(state, id)),
             id,
             status: g.status,
@@ -87,9 +112,15 @@ impl GenerationView {
     }
 }
 
+fn payment_required(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message)
+}
+
 async fn create(
+    req: HttpRequest,
     state: web::Data<State>,
     principal: Principal,
+    idempotency: Idempotency,
     body: web::Json<CreateGeneration>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:write")?;
@@ -101,8 +132,24 @@ async fn create(
     )
     .await?;
     let valid = body.validate_with(&principal.plan, cloned)?;
-    // Refuse before charging anything when the broker is down: 503, nothing changed.
+    // Refuse before charging anything when the broker is down or the system
+    // is overloaded: 503, nothing changed.
     state.ensure_broker().await?;
+    let cap = state.settings.gateway.max_processing_generations;
+    if cap > 0
+        && state
+            .db
+            .run(move |conn| Generation::system_busy(conn, cap).map_err(DbError::from))
+            .await?
+    {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "system_busy",
+            "voiceprod is busy with other work right now; nothing was charged, try again shortly",
+        );
+        e.retry_after_secs = Some(5);
+        return Err(e);
+    }
 
     let id = GenerationId::new();
     let new = NewGeneration {
@@ -123,40 +170,228 @@ async fn create(
         request_hash: None,
     };
     let key_limit = principal.credit_limit;
+    let max_in_flight = principal.plan.max_in_flight;
+    let claim = idempotency.0;
+    let settle = claim.clone();
+    let location = format!("/v1/generations/{id}");
+    let headers_location = location.clone();
     let created = state
         .db
-        .run(move |conn| match Generation::create_within_key_limit(conn, &new, key_limit) {
-            Ok(g) => Ok(g),
-            Err(CreateError::KeyCreditLimit) => Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "key_credit_limit",
-                format!("this generation costs {} credits, more than this key may still spend this period", new.credits),
-            )),
-            Err(CreateError::InsufficientCredits) => Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_credits",
-                format!(
-                    "this generation costs {} credits, more than are left in this period",
-                    new.credits
-                ),
-            )),
-            Err(CreateError::Db(e)) => Err(DbError::from(e).into()),
+        .run(move |conn| {
+            conn.transaction::<_, ApiError, _>(|conn| {
+                let g = Generation::create_within_limits(conn, &new, key_limit, max_in_flight)
+                    .map_err(|e| match e {
+                        CreateError::KeyCreditLimit => payment_required(
+                            "key_credit_limit",
+                            format!("this generation costs {} credits, more than this key may still spend this period", new.credits),
+                        ),
+                        CreateError::InsufficientCredits => payment_required(
+                            "insufficient_credits",
+                            format!(
+                                "this generation costs {} credits, more than are left in this period",
+                                new.credits
+                            ),
+                        ),
+                        CreateError::TooManyInFlight(limit) => ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limited",
+                            format!("this workspace has {limit} generations processing, its plan's limit; wait for one to finish"),
+                        ),
+                        CreateError::Db(e) => DbError::from(e).into(),
+                    })?;
+                let body = serde_json::to_vec(&Accepted::of(&g)).map_err(ApiError::internal)?;
+                // With an Idempotency-Key the response is stored in this
+                // transaction: charged once, answered the same every time.
+                if let Some(claim) = &settle {
+                    let headers = [
+                        ("content-type", "application/json".to_owned()),
+                        ("location", headers_location),
+                        (CREDITS_HEADER, g.credits.to_string()),
+                    ];
+                    if !claim.settle(conn, StatusCode::ACCEPTED, &headers, &body)? {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "idempotency_request_in_progress",
+                            "another request took over this Idempotency-Key; retry to get its answer",
+                        ));
+                    }
+                }
+                Ok((g, body))
+            })
         })
-        .await?;
+        .await;
+    let (created, body) = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                req.extensions_mut().insert(RateLimitInfo {
+                    limit: max_in_flight.unwrap_or(0),
+                    remaining: 0,
+                    reset_secs: 1,
+                    retry_after_secs: Some(1),
+                });
+            }
+            return Err(e);
+        }
+    };
+    if let Some(claim) = &claim {
+        claim.mark_settled();
+    }
 
     // Committed: from here the generation is never lost. If the publish
     // fails, the sweeper publishes it later; the client still gets its 202.
     publish_job(&state, id).await;
 
     Ok(HttpResponse::Accepted()
-        .insert_header((LOCATION, format!("/v1/generations/{id}")))
-        .json(Accepted {
-            id,
+        .insert_header((LOCATION, location))
+        .insert_header((CREDITS_HEADER, created.credits.to_string()))
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body))
+}
+
+impl Accepted {
+    fn of(g: &Generation) -> Self {
+        Accepted {
+            id: GenerationId(g.id),
             status: "processing",
-            voice_id: created.voice_id,
-            credits: created.credits,
-            created_at: created.created_at,
-        }))
+            voice_id: g.voice_id.clone(),
+            credits: g.credits,
+            created_at: g.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+async fn list(
+    state: web::Data<State>,
+    principal: Principal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("generations:read")?;
+    let q = query.into_inner();
+    let limit = match q.limit.unwrap_or(DEFAULT_PAGE) {
+        n @ 1..=MAX_PAGE => n,
+        n => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("limit must be between 1 and {MAX_PAGE}, not {n}"),
+            )
+            .with_param("limit"));
+        }
+    };
+    let status = q
+        .status
+        .map(|s| {
+            GenerationStatus::parse(&s).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("status must be processing, completed or failed, not {s:?}"),
+                )
+                .with_param("status")
+            })
+        })
+        .transpose()?;
+    let bad_cursor = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this list returned as nextCursor",
+        )
+        .with_param("cursor")
+    };
+    let after = q
+        .cursor
+        .map(|c| GenerationId::parse(&c).ok_or_else(bad_cursor))
+        .transpose()?;
+    let workspace = principal.workspace_id.0;
+    let rows = state
+        .db
+        .run(move |conn| {
+            // The cursor is the last generation of the previous page; the
+            // page continues after its (created_at, id).
+            let after = match after {
+                None => None,
+                Some(id) => match Generation::find_in_workspace(conn, workspace, id.0)? {
+                    Some(g) => Some((g.created_at, g.id)),
+                    None => return Ok::<_, ApiError>(None),
+                },
+            };
+            Ok(Some(Generation::page(
+                conn,
+                workspace,
+                status,
+                after,
+                limit + 1,
+            )?))
+        })
+        .await?
+        .ok_or_else(bad_cursor)?;
+    Ok(HttpResponse::Ok().json(PageView::new(
+        rows,
+        limit,
+        |g| GenerationId(g.id).to_string(),
+        |g| GenerationView::new(g, &state),
+    )))
+}
+
+/// Data retention: removes the audio and alignment objects and the text; the
+/// row stays with its credits, characters and times (usage stays exact).
+/// A generation still processing is 409 `generation_processing`: delete it
+/// once it completed or failed. Deleting twice is fine (204 again).
+async fn delete(
+    state: web::Data<State>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require("generations:write")?;
+    let id = GenerationId::parse(&path).ok_or_else(|| ApiError::not_found("generation"))?;
+    let workspace = principal.workspace_id;
+    let deleted = state
+        .db
+        .run(move |conn| {
+            Ok::<_, ApiError>(match Generation::mark_deleted(conn, workspace.0, id.0)? {
+                Some(g) => Ok(g),
+                None => Err(Generation::find_in_workspace(conn, workspace.0, id.0)?.is_some()),
+            })
+        })
+        .await?;
+    let g = match deleted {
+        Ok(g) => g,
+        Err(true) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "generation_processing",
+                "the generation is still processing; delete it once it completed or failed",
+            ));
+        }
+        Err(false) => return Err(ApiError::not_found("generation")),
+    };
+    let mut objects = vec![shared::alignment::alignment_key(workspace, id)];
+    if let Some(key) = &g.storage_key {
+        objects.push(object_store::path::Path::from(key.as_str()));
+    }
+    if let Some(format) = AudioFormat::parse(&g.format) {
+        objects.push(shared::storage::audio_key(workspace, id, format));
+    }
+    for object in objects {
+        match state.store.delete(&object).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(ApiError::unavailable(
+                    "storage_unavailable",
+                    "the audio could not be removed; try again",
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Publishes the job (waiting for the broker's confirm) and records that it
@@ -219,6 +454,13 @@ async fn audio(
 
 /// The storage key and format of a completed generation.
 pub fn stored_audio(g: &Generation) -> Result<(object_store::path::Path, AudioFormat), ApiError> {
+    if g.is_deleted() {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "generation_deleted",
+            "the generation was deleted with its audio",
+        ));
+    }
     match g.status() {
         GenerationStatus::Completed => {}
         GenerationStatus::Processing => {

@@ -222,6 +222,7 @@ fn usage_this_period(
     conn: &mut PgConnection,
     workspace: Uuid,
 ) -> QueryResult<HashMap<Uuid, KeyUsage>> {
+    shared::models::Workspace::roll_over(conn, workspace)?;
     let rows: Vec<UsageRow> = diesel::sql_query(
         "SELECT u.api_key_id, COALESCE(SUM(u.credits), 0)::BIGINT AS credits, \
          COUNT(*) FILTER (WHERE u.kind = 'charge') AS requests \

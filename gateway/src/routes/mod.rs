@@ -4,6 +4,7 @@ pub mod alignment;
 pub mod audio;
 pub mod generations;
 pub mod keys;
+pub mod usage;
 pub mod voices;
 pub mod webhooks;
 
@@ -16,4 +17,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     voices::configure(cfg);
     alignment::configure(cfg);
+    usage::configure(cfg);
 }

@@ -29,18 +29,28 @@ pub struct TestApp {
 }
 
 /// Settings for a test: fresh database, unique prefix, a `tiny` plan with
-/// 2 credits for running out.
+/// 2 credits for running out. `scale` keeps its allowance but gets generous
+/// rate and concurrency limits, so tests that are not about limits never
+/// meet them; the limit tests use plans of their own (`plan`).
 pub fn settings() -> Settings {
     let mut s = shared::testing::test_settings().unwrap();
-    s.plans.insert(
-        "tiny".into(),
-        Plan {
-            api_access: true,
-            credits_per_period: 2,
-            formats: vec!["wav".into(), "mp3".into(), "pcm".into()],
-        },
-    );
+    s.plans.insert("tiny".into(), plan(Some(2), None, None));
+    if let Some(scale) = s.plans.get_mut("scale") {
+        scale.requests_per_second = Some(10_000);
+        scale.max_in_flight = Some(10_000);
+    }
     s
+}
+
+/// An API plan with this allowance and limits (`None`: unlimited).
+pub fn plan(credits: Option<i64>, per_second: Option<i64>, in_flight: Option<i64>) -> Plan {
+    Plan {
+        api_access: true,
+        credits_per_period: credits,
+        formats: vec!["wav".into(), "mp3".into(), "pcm".into()],
+        requests_per_second: per_second,
+        max_in_flight: in_flight,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {

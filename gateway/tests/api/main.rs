@@ -4,9 +4,14 @@
 
 mod audio;
 mod auth;
+mod credits;
 mod generations;
 mod helpers;
+mod idempotency;
 mod keys;
+mod limits;
+mod listing;
+mod usage;
 mod validation;
 mod voices;
 mod webhooks;

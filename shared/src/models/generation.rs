@@ -88,6 +88,8 @@ pub enum CreateError {
     InsufficientCredits,
     #[error("the key's credit limit for this period would be exceeded")]
     KeyCreditLimit,
+    #[error("the workspace has {0} generations in flight, its plan's limit")]
+    TooManyInFlight(i64),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -139,7 +141,24 @@ impl Generation {
         new: &NewGeneration,
         key_credit_limit: Option<i64>,
     ) -> Result<Generation, CreateError> {
+        Self::create_within_limits(conn, new, key_credit_limit, None)
+    }
+
+    /// `create_within_key_limit`, and at most `max_in_flight` generations of
+    /// the workspace may be processing once this one is. Exact under
+    /// concurrency: the count runs after the reservation's UPDATE, which
+    /// holds the workspace's row lock until commit, so concurrent creations
+    /// of one workspace count one after another.
+    pub fn create_within_limits(
+        conn: &mut PgConnection,
+        new: &NewGeneration,
+        key_credit_limit: Option<i64>,
+        max_in_flight: Option<i64>,
+    ) -> Result<Generation, CreateError> {
         conn.transaction(|conn| {
+            // Roll the period over first, so the key's spending below counts
+            // from the current period's start.
+            Workspace::roll_over(conn, new.workspace_id)?;
             if let (Some(limit), Some(key)) = (key_credit_limit, new.api_key_id)
                 && key_spent_this_period(conn, new.workspace_id, key)? + new.credits > limit
             {
@@ -147,6 +166,12 @@ impl Generation {
             }
             if !Workspace::reserve_credits(conn, new.workspace_id, new.credits)? {
                 return Err(CreateError::InsufficientCredits);
+            }
+            if let Some(limit) = max_in_flight {
+                let in_flight = Self::processing_count(conn, new.workspace_id, limit)?;
+                if in_flight >= limit {
+                    return Err(CreateError::TooManyInFlight(limit));
+                }
             }
             let row = diesel::insert_into(generations::table)
                 .values(new)
@@ -164,6 +189,100 @@ impl Generation {
             .insert(conn)?;
             Ok(row)
         })
+    }
+
+    /// Generations of the workspace processing now, counted up to `cap`.
+    pub fn processing_count(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        cap: i64,
+    ) -> QueryResult<i64> {
+        let ids: Vec<Uuid> = generations::table
+            .filter(generations::workspace_id.eq(workspace_id))
+            .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
+            .select(generations::id)
+            .limit(cap)
+            .load(conn)?;
+        Ok(ids.len() as i64)
+    }
+
+    /// Whether at least `cap` generations are processing in the whole system
+    /// (reads at most `cap` index entries).
+    pub fn system_busy(conn: &mut PgConnection, cap: i64) -> QueryResult<bool> {
+        let rows: Vec<Uuid> = generations::table
+            .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
+            .select(generations::id)
+            .limit(cap)
+            .load(conn)?;
+        Ok(rows.len() as i64 >= cap)
+    }
+
+    /// A page of the workspace's generations, newest first, strictly after
+    /// the cursor `(created_at, id)`, optionally of one status.
+    pub fn page(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        status: Option<GenerationStatus>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> QueryResult<Vec<Generation>> {
+        let mut query = generations::table
+            .filter(generations::workspace_id.eq(workspace_id))
+            .select(Generation::as_select())
+            .order((generations::created_at.desc(), generations::id.desc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some(status) = status {
+            query = query.filter(generations::status.eq(status.as_str()));
+        }
+        if let Some((at, id)) = after {
+            query = query.filter(
+                generations::created_at
+                    .lt(at)
+                    .or(generations::created_at.eq(at).and(generations::id.lt(id))),
+            );
+        }
+        query.load(conn)
+    }
+
+    /// Data retention: blanks the text and metadata, drops the storage key
+    /// and sets `deleted_at`, unless the generation is still processing;
+    /// credits, characters and times stay for accounting. Returns the row as
+    /// it was before (for its storage key), or `None` if it is not in the
+    /// workspace or is still processing. (`deleted_at` is not a field of
+    /// `Generation`, which other crates build by hand: an empty `text`,
+    /// which creation never accepts, marks a deleted row.)
+    pub fn mark_deleted(
+        conn: &mut PgConnection,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> QueryResult<Option<Generation>> {
+        conn.transaction(|conn| {
+            let before: Option<Generation> = generations::table
+                .filter(generations::id.eq(id))
+                .filter(generations::workspace_id.eq(workspace_id))
+                .filter(generations::status.ne(GenerationStatus::Processing.as_str()))
+                .select(Generation::as_select())
+                .for_update()
+                .first(conn)
+                .optional()?;
+            if before.is_some() {
+                diesel::update(generations::table.find(id))
+                    .set((
+                        generations::text.eq(""),
+                        generations::metadata.eq(None::<serde_json::Value>),
+                        generations::storage_key.eq(None::<String>),
+                        generations::deleted_at.eq(Some(Utc::now())),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(before)
+        })
+    }
+
+    /// Whether `DELETE` removed its audio and text.
+    pub fn is_deleted(&self) -> bool {
+        self.text.is_empty()
     }
 
     pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Generation>> {

@@ -2,6 +2,7 @@
 //! them; each function takes `&mut PgConnection` and returns `QueryResult`.
 
 pub mod generation;
+pub mod idempotency;
 pub mod usage;
 pub mod webhook;
 pub mod webhook_delivery;

@@ -10,7 +10,7 @@
 
 mod deliveries;
 mod endpoints;
-mod views;
+pub(crate) mod views;
 
 use std::time::Duration;
 

@@ -1,0 +1,3 @@
+DROP TABLE idempotency_keys;
+DROP INDEX generations_processing;
+ALTER TABLE generations DROP COLUMN deleted_at;
