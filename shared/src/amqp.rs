@@ -29,7 +29,9 @@ use crate::settings::AmqpSettings;
 
 /// Routing key of synthesis jobs on the jobs exchange.
 pub const SYNTH_ROUTING_KEY: &str = "synth";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+// A broker that is down refuses at once; this bounds a broker that is up
+// but slow to accept (busy creating or deleting many queues).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,7 @@ pub struct Topology {
     prefix: String,
     delivery_limit: u32,
     queue_expires_ms: Option<u64>,
+    quorum: bool,
 }
 
 impl Topology {
@@ -62,6 +65,7 @@ impl Topology {
             prefix: settings.prefix.clone(),
             delivery_limit: settings.delivery_limit,
             queue_expires_ms: settings.queue_expires_ms,
+            quorum: settings.quorum_queues,
         }
     }
 
@@ -108,7 +112,7 @@ impl Topology {
 
     fn queue_args(&self, quorum: bool) -> FieldTable {
         let mut args = FieldTable::default();
-        if quorum {
+        if quorum && self.quorum {
             // Quorum queues replicate every message on a cluster (Raft) and
             // count redeliveries, which is what makes a delivery limit possible.
             args.insert(
@@ -178,10 +182,12 @@ impl Topology {
         let mut jobs_args = self.queue_args(true);
         // After this many deliveries a job is dead-lettered instead of
         // crashing workers forever (a poison message).
-        jobs_args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
-        );
+        if self.quorum {
+            jobs_args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+            );
+        }
         jobs_args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.jobs_dlx().into()),
@@ -216,10 +222,12 @@ impl Topology {
         .await?;
         let mut events_args = self.queue_args(true);
         // An event the dispatcher cannot read is dead-lettered, not dropped.
-        events_args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
-        );
+        if self.quorum {
+            events_args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+            );
+        }
         events_args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.events_dlx().into()),

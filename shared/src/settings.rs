@@ -57,6 +57,10 @@ pub struct AmqpSettings {
     pub prefix: String,
     /// Redeliveries of one job before the quorum queue dead-letters it.
     pub delivery_limit: u32,
+    /// Durable queues are quorum queues (replicated, with a delivery limit).
+    /// Tests turn it off: creating and expiring hundreds of Raft groups a
+    /// minute stalls a single-node broker; one test checks the quorum topology.
+    pub quorum_queues: bool,
     /// Delete queues unused for this long (`x-expires`); tests only.
     #[serde(default)]
     pub queue_expires_ms: Option<u64>,

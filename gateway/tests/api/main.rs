@@ -4,6 +4,7 @@
 
 mod audio;
 mod auth;
+mod broker;
 mod credits;
 mod generations;
 mod helpers;

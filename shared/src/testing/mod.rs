@@ -80,6 +80,10 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.amqp.prefix = format!("test-{}.", uuid::Uuid::new_v4().simple());
     // Queues of finished tests disappear a minute after their last consumer.
     s.amqp.queue_expires_ms = Some(60_000);
+    // Classic queues: cheap to create and expire by the hundred (see
+    // `AmqpSettings::quorum_queues`); `broker.rs` in the gateway's tests
+    // checks the quorum topology itself.
+    s.amqp.quorum_queues = false;
     s.gateway.port = 0;
     s.key_service.port = 0;
     s.worker.port = 0;
