@@ -97,6 +97,15 @@ pub async fn run() -> anyhow::Result<()> {
 
     // 2. The worker's path, one engine process, per format.
     let one = EnginePool::start(program.clone(), 1).await?;
+    // Warm-up, not counted: the engine process's first renders pay for
+    // loading voice data and growing its buffers, which would land on
+    // whichever format is measured first.
+    for _ in 0..2 {
+        raw_run()?;
+        render::produce(&one, &plan(&text, AudioFormat::Pcm)?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let mut rows = Vec::new();
     for format in AudioFormat::ALL {
         let plan = plan(&text, format)?;
@@ -159,7 +168,7 @@ pub async fn run() -> anyhow::Result<()> {
         "Text: {chars:.0} characters of English prose, default voice `voice_8f2a1c`; median of {RUNS} runs.\n\n\
          Raw libespeak-ng in-process (one `espeak_Synth` on the whole text): **{raw_cps:.0} chars/s** \
          (median of all baseline runs). Each ratio is the median of per-run ratios, the baseline \
-         measured right before each worker run.\n\n\
+         measured right before each worker run, after two uncounted warm-up runs of each.\n\n\
          Worker path (`render::produce` on one engine process: 800-character chunks over the pipe, \
          join with word timestamps, resample if needed, encode; no storage or database):\n\n\
          | format | rate | chars/s | ÷ raw | size |\n|---|---|---|---|---|\n{}\n\n\

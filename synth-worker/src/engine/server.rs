@@ -23,7 +23,12 @@ use super::protocol::{
 unsafe extern "C" {
     fn dup(fd: std::ffi::c_int) -> std::ffi::c_int;
     fn dup2(old: std::ffi::c_int, new: std::ffi::c_int) -> std::ffi::c_int;
+    fn fcntl(fd: std::ffi::c_int, cmd: std::ffi::c_int, ...) -> std::ffi::c_int;
 }
+
+/// `F_SETPIPE_SZ` of Linux's `fcntl`.
+#[cfg(target_os = "linux")]
+const F_SETPIPE_SZ: std::ffi::c_int = 1031;
 
 /// Serves libespeak-ng until stdin closes. Called by `main` for the
 /// hidden subcommand.
@@ -123,6 +128,11 @@ fn protocol_stdout() -> std::io::Result<File> {
         if dup2(2, 1) < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // A 1 MiB pipe (Linux's default maximum) instead of 64 KiB: a chunk's
+        // audio crosses in a few writes rather than dozens of wake-ups. Best
+        // effort; the default works too.
+        #[cfg(target_os = "linux")]
+        let _ = fcntl(fd, F_SETPIPE_SZ, 1 << 20);
         Ok(File::from_raw_fd(fd))
     }
 }
