@@ -418,14 +418,5 @@ mod tests {
         };
         assert_eq!(analyse(&[long]).unwrap_err().code(), "samples_too_long");
     }
-
-    /// Prints the analysis of WAV files named in `VOICEPROD_CALIBRATE`.
-    #[test]
-    #[ignore]
-    fn calibrate() {
-        for path in std::env::var("VOICEPROD_CALIBRATE").unwrap().split(',') {
-            let bytes = std::fs::read(path).unwrap();
-            println!("{path}: {:?}", analyse(&[decode(0, &bytes).unwrap()]));
-        }
-    }
 }
+
