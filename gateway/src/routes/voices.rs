@@ -439,13 +439,32 @@ async fn create(
         .db
         .run(move |c| ClonedVoice::insert(c, &row).map_err(DbError::from))
         .await?;
-    announce_ready(&state, &created).await;
+    if let Err(e) = announce_ready(&state, &created).await {
+        // Nothing half-done: without its event the voice is taken back and
+        // the client retries. (Should even that fail, the voice stays usable
+        // and only its event is missing; the log says so.)
+        let (ws, id) = (created.workspace_id, created.id.clone());
+        let undone = state
+            .db
+            .run(move |c| ClonedVoice::delete_in_workspace(c, ws, &id).map_err(DbError::from))
+            .await;
+        if let Err(undo) = undone {
+            tracing::error!(error = %undo, voice_id = %created.id, "voice.ready not published and the voice not taken back");
+        }
+        return Err(ApiError::unavailable(
+            "broker_unavailable",
+            "the voice could not be announced; nothing was created, try again",
+            e,
+        ));
+    }
     Ok(HttpResponse::Created().json(VoiceView::from(created)))
 }
 
-/// Publishes `voice.ready`. The voice is usable whether or not this
-/// succeeds; a failure is logged (the broker was reachable a moment ago).
-async fn announce_ready(state: &State, voice: &ClonedVoice) {
+/// Publishes `voice.ready` and waits for the broker's confirm.
+async fn announce_ready(
+    state: &State,
+    voice: &ClonedVoice,
+) -> Result<(), shared::amqp::BrokerError> {
     let event = Event {
         id: MessageId::new(),
         event: EventType::VoiceReady,
@@ -463,7 +482,7 @@ async fn announce_ready(state: &State, voice: &ClonedVoice) {
     };
     let exchange = state.publisher.broker().topology().events_exchange();
     let message_id = event.id.to_string();
-    if let Err(e) = state
+    state
         .publisher
         .publish(
             &exchange,
@@ -472,9 +491,6 @@ async fn announce_ready(state: &State, voice: &ClonedVoice) {
             &EventMessage::V1(event),
         )
         .await
-    {
-        tracing::warn!(error = %e, voice_id = %voice.id, "voice.ready not published");
-    }
 }
 
 #[cfg(test)]
