@@ -419,4 +419,3 @@ mod tests {
         assert_eq!(analyse(&[long]).unwrap_err().code(), "samples_too_long");
     }
 }
-
