@@ -4,6 +4,7 @@
 
 mod audio;
 mod auth;
+mod bad_input;
 mod broker;
 mod credits;
 mod generations;
