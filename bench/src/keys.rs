@@ -110,7 +110,7 @@ pub async fn run() -> anyhow::Result<()> {
         );
         let answered = Instant::now();
         loop {
-            let (key, _) = b_state
+            let key = b_state
                 .keys
                 .verify(victim)
                 .await

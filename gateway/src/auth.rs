@@ -68,15 +68,6 @@ struct CacheEntry {
     verified_at: Instant,
 }
 
-/// How a lookup was answered (for metrics and benchmarks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Cache,
-    KeyService,
-    /// The key service was unreachable; a recent answer was used.
-    Stale,
-}
-
 /// Verifies keys against the key service, with a short-lived cache.
 pub struct KeyVerifier {
     client: Arc<KeyServiceClient>,
@@ -180,12 +171,12 @@ impl KeyVerifier {
     }
 
     /// The key with this hash, `None` if the key service does not know it.
-    pub async fn verify(&self, hash: [u8; 32]) -> Result<(Option<VerifiedKey>, Source), ApiError> {
+    pub async fn verify(&self, hash: [u8; 32]) -> Result<Option<VerifiedKey>, ApiError> {
         let cached = self.cached(&hash);
         if let Some(entry) = &cached
             && entry.verified_at.elapsed() < self.ttl
         {
-            return Ok((entry.key.clone(), Source::Cache));
+            return Ok(entry.key.clone());
         }
         for _ in 0..MAX_VERIFY_ROUNDS {
             let epoch = self.epoch.load(Ordering::SeqCst);
@@ -193,7 +184,7 @@ impl KeyVerifier {
                 Ok(key) => {
                     if self.epoch.load(Ordering::SeqCst) == epoch {
                         self.remember(hash, key.clone(), epoch);
-                        return Ok((key, Source::KeyService));
+                        return Ok(key);
                     }
                     // Invalidated while we asked: ask again for the newer truth.
                 }
@@ -203,7 +194,7 @@ impl KeyVerifier {
                         && entry.verified_at.elapsed() < self.stale_window
                     {
                         tracing::warn!(error = %e, "key service unreachable; using a recent verification");
-                        return Ok((entry.key, Source::Stale));
+                        return Ok(entry.key);
                     }
                     return Err(ApiError::unavailable(
                         "key_service_unavailable",
@@ -258,7 +249,7 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<State>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("gateway state missing")))?;
-    let (key, _) = state.keys.verify(hash).await?;
+    let key = state.keys.verify(hash).await?;
     let key =
         key.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
     let now = Utc::now();

@@ -42,10 +42,6 @@ impl DbError {
                 | DbError::Query(Error::BrokenTransactionManager)
         )
     }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, DbError::Query(diesel::result::Error::NotFound))
-    }
 }
 
 impl From<DbError> for crate::http::ApiError {

@@ -48,11 +48,6 @@ impl AudioFormat {
         self.as_str()
     }
 
-    /// Whether the synth-worker has an encoder for it (all five do).
-    pub fn is_available(self) -> bool {
-        true
-    }
-
     /// Whether audio of this format can be produced at `rate` Hz. Opus
     /// codes 8, 12, 16, 24 and 48 kHz only (RFC 6716 §2); LAME's MPEG-1/2/2.5
     /// layer III takes the rates of [`MP3_RATES`]; WAV, FLAC and raw PCM

@@ -175,13 +175,6 @@ impl CreateGeneration {
             )
             .with_param("sampleRate"));
         }
-        if !format.is_available() {
-            return Err(ApiError::unprocessable(
-                "format_unavailable",
-                format!("{format} output is not available on this server yet"),
-            )
-            .with_param("format"));
-        }
         Ok(ValidGeneration {
             characters,
             credits: credits::credits_for_characters(characters),
