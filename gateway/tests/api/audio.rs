@@ -13,12 +13,7 @@ use shared::models::Generation;
 use crate::helpers::*;
 
 async fn completed_generation(app: &TestApp) -> (String, Vec<u8>) {
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
     let id = GenerationId::parse(created["id"].as_str().unwrap()).unwrap();
     let ws = WorkspaceId::parse(&app.workspace_id).unwrap();
     let bytes = b"RIFF\x24\x00\x00\x00WAVEfmt not really audio, but bytes to serve".to_vec();
@@ -126,12 +121,7 @@ async fn tampered_and_expired_audio_urls_are_403() {
 #[tokio::test]
 async fn audio_of_a_processing_generation_is_409() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
 
     let response = app
         .get(&format!(

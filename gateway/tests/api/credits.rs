@@ -83,12 +83,7 @@ async fn the_accepted_response_carries_its_cost_in_a_header() {
 #[tokio::test]
 async fn a_failed_generation_is_refunded_once_and_the_ledger_records_both_with_the_key() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
     let id = shared::ids::GenerationId::parse(created["id"].as_str().unwrap()).unwrap();
     let mut conn = connect(&app.settings);
 

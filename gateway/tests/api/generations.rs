@@ -36,12 +36,7 @@ async fn seed_request_is_accepted_with_the_seed_response_shape() {
 async fn create_reserves_credits_records_the_charge_and_publishes_the_job() {
     let app = spawn_app().await;
 
-    let body: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.create_seed_generation().await;
     let id = body["id"].as_str().unwrap().to_owned();
 
     let job = app.next_job().await;
@@ -78,12 +73,7 @@ async fn create_reserves_credits_records_the_charge_and_publishes_the_job() {
 #[tokio::test]
 async fn get_returns_the_generation_while_it_is_processing() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
 
     let response = app
         .get(&format!(
@@ -104,12 +94,7 @@ async fn get_returns_the_generation_while_it_is_processing() {
 #[tokio::test]
 async fn another_workspaces_generation_is_404_like_a_missing_one() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
     let (_, other_key) = new_workspace(&app.settings, "other", "scale");
     let id = created["id"].as_str().unwrap();
 
@@ -204,12 +189,7 @@ async fn create_returns_503_and_changes_nothing_when_the_broker_is_down() {
 #[tokio::test]
 async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
     let id = created["id"].as_str().unwrap().to_owned();
     let first = app.next_job().await;
     assert_eq!(first["generationId"], id.as_str());

@@ -149,6 +149,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts the seed request and returns the 202 body.
+    pub async fn create_seed_generation(&self) -> Value {
+        let response = self.post_generation(&self.seed_body()).await;
+        assert_eq!(response.status().as_u16(), 202);
+        response.json().await.unwrap()
+    }
+
     pub fn seed_body(&self) -> Value {
         serde_json::json!({ "text": SEED_TEXT, "voiceId": SEED_VOICE, "format": "wav" })
     }

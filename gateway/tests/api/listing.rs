@@ -11,12 +11,7 @@ use shared::schema::generations;
 use crate::helpers::*;
 
 async fn create(app: &TestApp) -> GenerationId {
-    let body: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.create_seed_generation().await;
     GenerationId::parse(body["id"].as_str().unwrap()).unwrap()
 }
 

@@ -48,12 +48,7 @@ async fn workspace_shows_plan_allowance_used_credits_and_the_period() {
 async fn usage_by_day_has_every_day_with_zeros_and_nets_refunds() {
     let app = spawn_app().await;
     let today = Utc::now().date_naive();
-    let first: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.create_seed_generation().await;
     let two = json!({"text": "a".repeat(1500), "voiceId": SEED_VOICE, "format": "wav"});
     assert_eq!(app.post_generation(&two).await.status().as_u16(), 202);
     let mut conn = connect(&app.settings);

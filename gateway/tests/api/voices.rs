@@ -419,12 +419,7 @@ async fn generations_check_ssml_and_the_sample_rate_of_the_format_at_request_tim
 #[tokio::test]
 async fn alignment_is_served_as_json_srt_and_vtt_once_the_generation_completed() {
     let app = spawn_app().await;
-    let created: Value = app
-        .post_generation(&app.seed_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created: Value = app.create_seed_generation().await;
     let id = created["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/generations/{id}/alignment");
     assert_error(app.get(&path).await, 409, "audio_not_ready").await;
