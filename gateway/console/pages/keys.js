@@ -2,7 +2,7 @@
 // limit; the secret shown once); rotate with a grace period; revoke.
 
 import { ApiError, del, get, getKey, post } from "../api.js";
-import { badge, busy, confirmDanger, empty, h, loading, modal, mount, notify, num, showError, showSecret, table, when } from "../ui.js";
+import { badge, busy, confirmDanger, empty, h, loading, modal, mount, notify, num, showError, showSecret, table, when, whenText } from "../ui.js";
 
 const SCOPES = [
   "generations:read",
@@ -24,8 +24,8 @@ function state(k) {
   const now = Date.now();
   if (k.revokedAt && Date.parse(k.revokedAt) <= now) return badge("revoked", "bad");
   if (k.expiresAt && Date.parse(k.expiresAt) <= now) return badge("expired", "bad");
-  if (k.revokedAt) return badge(`ends ${when(k.revokedAt)}`, "warn");
-  if (k.expiresAt) return badge(`expires ${when(k.expiresAt)}`, "warn");
+  if (k.revokedAt) return badge(`ends ${whenText(k.revokedAt)}`, "warn");
+  if (k.expiresAt) return badge(`expires ${whenText(k.expiresAt)}`, "warn");
   return badge("active", "good");
 }
 
@@ -86,9 +86,9 @@ export async function render(root) {
     }
   }
 
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    busy(create, async () => {
+    const created = await busy(create, async () => {
       const scopes = scopeBoxes.filter((b) => b.checked).map((b) => b.value);
       if (!scopes.length) {
         notify("Pick at least one scope.", "error");
@@ -109,11 +109,15 @@ export async function render(root) {
         form.reset();
         for (const b of scopeBoxes) b.checked = b.value !== "keys:manage";
         await load();
-        await showSecret(`Key “${created.name}” created`, created.secret, "Copy the secret now: it is shown only once. Store it like a password.");
+        return created;
       } catch (e) {
         showError(e, "Creating the key");
+        return null;
       }
     });
+    if (created) {
+      await showSecret(`Key “${created.name}” created`, created.secret, "Copy the secret now: it is shown only once. Store it like a password.");
+    }
   });
 
   async function rotate(k) {

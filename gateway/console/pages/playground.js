@@ -38,7 +38,7 @@ export async function render(root) {
   text.addEventListener("input", updateCount);
   updateCount();
 
-  const search = h("input", { id: "voice-search", type: "search", placeholder: "Search by name, language, gender…", "aria-label": "Search voices" });
+  const search = h("input", { id: "voice-search", type: "search", placeholder: "Search voices…", "aria-label": "Search voices" });
   const language = h("select", { id: "voice-language", "aria-label": "Language" }, h("option", { value: "" }, "All languages"));
   const gender = h(
     "select",

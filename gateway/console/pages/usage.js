@@ -3,7 +3,7 @@
 
 import { ApiError, get, withRetry } from "../api.js";
 import { PALETTE, stackedBars } from "../chart.js";
-import { empty, h, loading, mount, num, showError, table, when } from "../ui.js";
+import { empty, h, loading, mount, num, showError, table } from "../ui.js";
 
 const DAY = 86400000;
 const iso = (d) => d.toISOString().slice(0, 10);
@@ -81,7 +81,7 @@ export async function render(root) {
       if (pct >= 90) bar.classList.add("high");
       mount(
         meter,
-        h("div.row.between", h("h2", "This period"), h("span.hint", `${when(w.period.start)} – ${when(w.period.end)}`)),
+        h("div.row.between", h("h2", "This period"), h("span.hint", `${w.period.start.slice(0, 10)} – ${w.period.end.slice(0, 10)} (UTC)`)),
         h(
           "p.big-number",
           { id: "credits-used" },

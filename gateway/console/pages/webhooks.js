@@ -3,7 +3,7 @@
 // endpoint with every attempt, and retry.
 
 import { ApiError, del, get, getAll, patch, post } from "../api.js";
-import { badge, busy, confirmDanger, empty, h, loading, modal, mount, notify, showError, showSecret, table, when } from "../ui.js";
+import { badge, busy, confirmDanger, empty, h, loading, modal, mount, notify, showError, showSecret, table, when, whenText } from "../ui.js";
 
 const EVENTS = ["generation.completed", "generation.failed", "voice.ready"];
 const DELIVERY_KIND = { succeeded: "good", delivered: "good", pending: "warn", failed: "bad" };
@@ -13,7 +13,7 @@ function eventBoxes(selected) {
 }
 
 function endpointState(e) {
-  if (!e.enabled) return badge(e.disabledReason ? `disabled: ${e.disabledReason}` : "disabled", "bad");
+  if (!e.enabled) return [badge("disabled", "bad"), e.disabledReason ? h("div.hint", e.disabledReason) : null];
   return badge("enabled", "good");
 }
 
@@ -102,8 +102,8 @@ export async function render(root) {
         h("div.row.between", h("h2", h("code.url", e.url)), endpointState(e)),
         h(
           "p.hint",
-          `Created ${when(e.createdAt)} · updated ${when(e.updatedAt)} · last success ${when(e.lastSuccessAt)}`,
-          e.previousSecretExpiresAt ? ` · the previous secret signs too until ${when(e.previousSecretExpiresAt)}` : "",
+          `Created ${whenText(e.createdAt)} · updated ${whenText(e.updatedAt)} · last success ${whenText(e.lastSuccessAt)}`,
+          e.previousSecretExpiresAt ? ` · the previous secret signs too until ${whenText(e.previousSecretExpiresAt)}` : "",
         ),
         actions,
         h("div.row.between", h("h2", "Deliveries"), h("button.link", { type: "button", onclick: () => loadLog(e, log) }, "Refresh")),
@@ -125,7 +125,7 @@ export async function render(root) {
               [
                 { label: "Created", cell: (d) => when(d.createdAt) },
                 { label: "Event", cell: (d) => [h("code", d.event), h("div.hint", d.eventId)] },
-                { label: "Status", cell: (d) => [badge(d.status, DELIVERY_KIND[d.status] || ""), d.nextAttemptAt ? h("div.hint", `next ${when(d.nextAttemptAt)}`) : null] },
+                { label: "Status", cell: (d) => [badge(d.status, DELIVERY_KIND[d.status] || ""), d.nextAttemptAt ? h("div.hint", `next ${whenText(d.nextAttemptAt)}`) : null] },
                 { label: "Attempts", cell: (d) => attempts(d) },
                 {
                   label: "",
@@ -153,7 +153,7 @@ export async function render(root) {
       d.attempts.map((a) =>
         h(
           "li",
-          h("details", h("summary", `#${a.attempt} · `, a.statusCode ? badge(String(a.statusCode), a.statusCode < 300 ? "good" : "bad") : badge("no response", "bad"), ` · ${a.durationMs} ms · ${when(a.createdAt)}`),
+          h("details", h("summary", `#${a.attempt} · `, a.statusCode ? badge(String(a.statusCode), a.statusCode < 300 ? "good" : "bad") : badge("no response", "bad"), ` · ${a.durationMs} ms · ${whenText(a.createdAt)}`),
             a.error ? h("p.hint", `Error: ${a.error}`) : null,
             h("pre.response", a.responseBody ? a.responseBody : "(empty response body)"),
           ),
@@ -168,7 +168,7 @@ export async function render(root) {
         const sent = await post(`/webhooks/${e.id}/test`, {});
         notify(`Test event ${sent.eventId} sent.`, "ok");
         watchUntil = Date.now() + 10_000;
-        await showDetail(e);
+        await load();
       } catch (err) {
         showError(err, "Sending the test event");
       }
@@ -263,25 +263,29 @@ export async function render(root) {
     }
   }
 
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    busy(create, async () => {
+    const created = await busy(create, async () => {
       const events = boxes.filter((b) => b.checked).map((b) => b.value);
       if (!events.length) {
         notify("Pick at least one event.", "error");
-        return;
+        return null;
       }
       try {
-        const created = await post("/webhooks", { url: url.value.trim(), description: description.value.trim() || undefined, events });
+        const made = await post("/webhooks", { url: url.value.trim(), description: description.value.trim() || undefined, events });
         form.reset();
         for (const b of boxes) b.checked = b.value === "generation.completed";
-        selected = created.id;
+        selected = made.id;
         await load();
-        await showSecret("Endpoint added", created.secret, "This is the signing secret (Standard Webhooks). Copy it now: it is shown only once.");
+        return made;
       } catch (err) {
         showError(err, "Adding the endpoint");
+        return null;
       }
     });
+    if (created) {
+      await showSecret("Endpoint added", created.secret, "This is the signing secret (Standard Webhooks). Copy it now: it is shown only once.");
+    }
   });
 
   await load();
