@@ -68,7 +68,7 @@ function renderSignIn() {
     { id: "signin" },
     h("h1", "Open your workspace"),
     h(
-      "p#key-help",
+      "p",
       { id: "key-help" },
       "Paste an API key of your workspace. It stays in this browser tab only (session storage): never in a cookie, never in a URL, and it is sent only to this server's /v1 API.",
     ),

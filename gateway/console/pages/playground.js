@@ -1,7 +1,7 @@
 // Playground: text, a voice (searchable; neural marked), format and speed;
 // generate (202, then poll), play in the page, download, credits charged.
 
-import { ApiError, audioUrl, get, request } from "../api.js";
+import { ApiError, audioUrl, get, request, withRetry } from "../api.js";
 import { badge, busy, download, h, mount, num, seconds, showError } from "../ui.js";
 import { isNeural, languages, loadVoices, matches } from "../voices.js";
 
@@ -176,7 +176,8 @@ export async function render(root) {
         while (alive && g.status === "processing" && Date.now() - started < MAX_WAIT_MS) {
           await sleep(wait);
           wait = Math.min(1500, wait * 1.4);
-          g = await get(`/generations/${accepted.id}`);
+          // A 429 or 503 while polling is waited out, not shown.
+          g = await withRetry(() => get(`/generations/${accepted.id}`));
         }
         if (!alive) return;
         mount(
