@@ -50,7 +50,8 @@ export async function render(root) {
       table(
         [
           { label: "Created", cell: (g) => when(g.createdAt) },
-          { label: "Id", cell: (g) => h("code", g.id) },
+          // The ids differ at the end (the start is a time): the tail, the whole on hover.
+          { label: "Id", cell: (g) => h("code", { title: g.id }, `${g.id.slice(0, 4)}…${g.id.slice(-8)}`) },
           { label: "Status", cell: (g) => (g.deleted ? badge("deleted") : badge(g.status, STATUS_KIND[g.status] || "")) },
           {
             label: "Voice",
