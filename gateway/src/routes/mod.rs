@@ -2,6 +2,7 @@
 
 pub mod alignment;
 pub mod audio;
+pub mod console;
 pub mod generations;
 pub mod keys;
 pub mod usage;
@@ -18,4 +19,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     voices::configure(cfg);
     alignment::configure(cfg);
     usage::configure(cfg);
+    console::configure(cfg);
 }

@@ -6,6 +6,7 @@ mod audio;
 mod auth;
 mod bad_input;
 mod broker;
+mod console;
 mod credits;
 mod generations;
 mod helpers;

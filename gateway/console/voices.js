@@ -1,0 +1,45 @@
+// Every voice of the workspace (presets and cloned), loaded once per key.
+
+import { getAll } from "./api.js";
+
+let cache = null;
+
+export function loadVoices() {
+  if (!cache) {
+    cache = getAll("/voices", { limit: 100 }).catch((e) => {
+      cache = null;
+      throw e;
+    });
+  }
+  return cache;
+}
+
+export function resetVoices() {
+  cache = null;
+}
+
+/** Neural voices are the ones Piper speaks; the field may be absent. */
+export function isNeural(voice) {
+  return voice && voice.engine === "piper";
+}
+
+export function voiceName(voices, id) {
+  const v = voices && voices.find((x) => x.id === id);
+  return v ? v.name : id;
+}
+
+/** The distinct languages, sorted, for a filter. */
+export function languages(voices) {
+  return [...new Set(voices.map((v) => v.language))].sort();
+}
+
+/** Matches the search text against name, language, gender, description and id. */
+export function matches(voice, text) {
+  const q = text.trim().toLowerCase();
+  if (!q) return true;
+  const hay = [voice.name, voice.language, voice.gender, voice.description, voice.id, isNeural(voice) ? "neural" : ""]
+    .filter(Boolean)
+    .join(" ")
+    .toLowerCase();
+  return q.split(/\s+/).every((word) => hay.includes(word));
+}
