@@ -27,6 +27,7 @@ use shared::api_key;
 use shared::http::ApiError;
 use shared::ids::{KeyId, WorkspaceId};
 use shared::keys_api::{VERIFY_PATH, VerifiedKey, VerifyRequest};
+use shared::metrics::Metrics;
 use shared::settings::Plan;
 
 use crate::key_service::KeyServiceClient;
@@ -78,6 +79,8 @@ pub struct KeyVerifier {
     epoch: AtomicU64,
     /// Whether invalidations are being received (readiness).
     listening: AtomicBool,
+    /// Cache hits and misses.
+    metrics: Metrics,
 }
 
 impl KeyVerifier {
@@ -89,7 +92,14 @@ impl KeyVerifier {
             cache: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts cache hits and misses in the service's `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The invalidation listener is (not) connected.
@@ -176,8 +186,10 @@ impl KeyVerifier {
         if let Some(entry) = &cached
             && entry.verified_at.elapsed() < self.ttl
         {
+            self.metrics.key_cache(true);
             return Ok(entry.key.clone());
         }
+        self.metrics.key_cache(false);
         for _ in 0..MAX_VERIFY_ROUNDS {
             let epoch = self.epoch.load(Ordering::SeqCst);
             match self.ask(hash).await {

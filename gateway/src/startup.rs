@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use shared::amqp::{Broker, Publisher};
 use shared::db::Db;
 use shared::http::{self, ApiError};
+use shared::metrics::Metrics;
 use shared::settings::Settings;
 
 use crate::auth::KeyVerifier;
@@ -65,7 +66,8 @@ impl Application {
         let listener = TcpListener::bind((g.host.as_str(), g.port))
             .map_err(|e| anyhow::anyhow!("Failed to bind gateway to {}:{}: {e}", g.host, g.port))?;
         let port = listener.local_addr()?.port();
-        let broker = Broker::new(&settings.amqp, "gateway");
+        let metrics = Metrics::new(settings.telemetry.metrics_token.clone());
+        let broker = Broker::with_metrics(&settings.amqp, "gateway", metrics.clone());
         let key_service = Arc::new(KeyServiceClient::new(
             &settings.gateway.key_service_url,
             settings.key_service.internal_token.clone(),
@@ -74,11 +76,14 @@ impl Application {
             db: Db::new(&settings.database),
             publisher: Publisher::new(broker),
             store: shared::storage::open(&settings.storage)?,
-            keys: Arc::new(KeyVerifier::new(
-                key_service.clone(),
-                Duration::from_millis(settings.gateway.key_cache_ttl_ms),
-                Duration::from_millis(settings.gateway.key_stale_window_ms),
-            )),
+            keys: Arc::new(
+                KeyVerifier::new(
+                    key_service.clone(),
+                    Duration::from_millis(settings.gateway.key_cache_ttl_ms),
+                    Duration::from_millis(settings.gateway.key_stale_window_ms),
+                )
+                .with_metrics(metrics.clone()),
+            ),
             last_used: LastUsed::new(key_service.clone()),
             rate_limiter: RateLimiter::new(settings.gateway.replicas),
             key_service,
@@ -91,6 +96,7 @@ impl Application {
         }
         let data = web::Data::from(state.clone());
         let max_body = state.settings.gateway.max_body_bytes;
+        let serve_metrics = state.settings.gateway.metrics_enabled;
         let server = HttpServer::new(move || {
             // Middlewares run outside-in from the last `wrap`: request id,
             // then rate-limit headers, then idempotency around the routes.
@@ -105,6 +111,7 @@ impl Application {
                 .app_data(data.clone())
                 .route("/healthz", web::get().to(http::healthz))
                 .route("/readyz", web::get().to(readyz))
+                .configure(|c| shared::metrics::configure(c, &metrics, serve_metrics))
                 .configure(crate::routes::configure)
                 .default_service(web::to(http::default_service))
         })

@@ -26,8 +26,10 @@ pub async fn sweep_once(state: &State) -> Result<usize, DbError> {
         .db
         .run(move |conn| Generation::unpublished(conn, older_than, BATCH).map_err(DbError::from))
         .await?;
-    for id in &due {
-        publish_job(state, GenerationId(*id)).await;
+    for (id, traceparent) in &due {
+        // The job continues the trace of the request that created it.
+        let trace = shared::trace::continue_from(traceparent.as_deref());
+        trace.scope(publish_job(state, GenerationId(*id))).await;
     }
     if !due.is_empty() {
         tracing::info!(count = due.len(), "sweeper re-published generations");

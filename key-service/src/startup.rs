@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use shared::amqp::{Broker, Publisher};
 use shared::db::Db;
 use shared::http;
+use shared::metrics::Metrics;
 use shared::settings::Settings;
 
 /// What handlers share.
@@ -43,7 +44,12 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         let db = Db::new(&settings.database);
-        let publisher = Publisher::new(Broker::new(&settings.amqp, "key-service"));
+        let metrics = Metrics::new(settings.telemetry.metrics_token.clone());
+        let publisher = Publisher::new(Broker::with_metrics(
+            &settings.amqp,
+            "key-service",
+            metrics.clone(),
+        ));
         let state = web::Data::new(State {
             db: db.clone(),
             publisher,
@@ -58,6 +64,7 @@ impl Application {
                 .app_data(state.clone())
                 .route("/healthz", web::get().to(http::healthz))
                 .route("/readyz", web::get().to(readyz))
+                .configure(|c| shared::metrics::configure(c, &metrics, true))
                 .configure(crate::routes::configure)
                 .default_service(web::to(http::default_service))
         })

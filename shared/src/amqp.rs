@@ -25,8 +25,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
 use crate::settings::AmqpSettings;
+use crate::trace::{TRACEPARENT, TraceContext};
 
+/// Header with the publish time in milliseconds since the epoch (the AMQP
+/// `timestamp` property only has seconds): the queue lag metric.
+pub const PUBLISHED_AT_HEADER: &str = "x-published-at-ms";
 /// Routing key of synthesis jobs on the jobs exchange.
 pub const SYNTH_ROUTING_KEY: &str = "synth";
 // A broker that is down refuses at once; this bounds a broker that is up
@@ -71,6 +76,11 @@ impl Topology {
 
     fn name(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
+    }
+
+    /// A queue's name without the deployment's prefix (a metric label).
+    pub fn base_name<'a>(&self, name: &'a str) -> &'a str {
+        name.strip_prefix(self.prefix.as_str()).unwrap_or(name)
     }
 
     /// Direct exchange of synthesis jobs.
@@ -254,16 +264,32 @@ pub struct Broker {
     name: String,
     topology: Topology,
     conn: Mutex<Option<Connection>>,
+    metrics: Metrics,
 }
 
 impl Broker {
     pub fn new(settings: &AmqpSettings, connection_name: &str) -> Arc<Self> {
+        Self::with_metrics(settings, connection_name, Metrics::default())
+    }
+
+    /// A broker whose consumers record into the service's `metrics`.
+    pub fn with_metrics(
+        settings: &AmqpSettings,
+        connection_name: &str,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             url: settings.url.clone(),
             name: connection_name.to_owned(),
             topology: Topology::new(settings),
             conn: Mutex::new(None),
+            metrics,
         })
+    }
+
+    /// Where consumers record messages handled and queue lag.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn topology(&self) -> &Topology {
@@ -340,6 +366,8 @@ impl Publisher {
 
     /// Publishes `message` and returns once the broker has it on disk
     /// (publisher confirm). `mandatory` makes an unroutable message an error.
+    /// The current trace context (if any) travels as the `traceparent`
+    /// header, and the publish time as `x-published-at-ms`.
     pub async fn publish<T: Serialize>(
         &self,
         exchange: &str,
@@ -350,12 +378,14 @@ impl Publisher {
         let body = serde_json::to_vec(message)?;
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let ch = self.confirm_channel().await?;
+            let now = chrono::Utc::now();
             let props = BasicProperties::default()
                 // 2 = persistent: written to disk, survives a broker restart.
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_message_id(ShortString::from(message_id.to_owned()))
-                .with_timestamp(chrono::Utc::now().timestamp() as u64);
+                .with_timestamp(now.timestamp() as u64)
+                .with_headers(headers(now));
             let options = BasicPublishOptions {
                 mandatory: true,
                 ..Default::default()
@@ -383,6 +413,48 @@ impl Publisher {
     }
 }
 
+/// The headers every message carries: trace context and publish time.
+fn headers(now: chrono::DateTime<chrono::Utc>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        PUBLISHED_AT_HEADER.into(),
+        AMQPValue::LongLongInt(now.timestamp_millis()),
+    );
+    if let Some(trace) = TraceContext::current() {
+        headers.insert(
+            TRACEPARENT.into(),
+            AMQPValue::LongString(trace.to_string().into()),
+        );
+    }
+    headers
+}
+
+fn header<'a>(props: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
+    props.headers().as_ref().and_then(|h| h.inner().get(name))
+}
+
+/// The `traceparent` a message was published with.
+fn traceparent(props: &BasicProperties) -> Option<String> {
+    match header(props, TRACEPARENT)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// How long ago the message was published, if it says when.
+fn queue_lag(props: &BasicProperties) -> Option<Duration> {
+    let published_ms = match header(props, PUBLISHED_AT_HEADER)? {
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        _ => return None,
+    };
+    let lag_ms = chrono::Utc::now().timestamp_millis() - published_ms;
+    // Clocks of two machines may disagree a little: never negative.
+    Some(Duration::from_millis(u64::try_from(lag_ms).unwrap_or(0)))
+}
+
 /// What a handler decided about one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -405,11 +477,7 @@ pub struct Incoming {
 /// How often the broker has delivered this message before: the quorum
 /// queue's `x-delivery-count` header (absent on the first delivery).
 fn delivery_count(props: &BasicProperties) -> u32 {
-    let value = props
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get("x-delivery-count").cloned());
-    match value {
+    match header(props, "x-delivery-count").cloned() {
         Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
         Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
         Some(AMQPValue::LongUInt(n)) => n,
@@ -494,11 +562,23 @@ where
                 };
                 let handler = handler.clone();
                 let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
-                let span = tracing::info_span!("consume", messaging.system = "rabbitmq", messaging.operation = "process", messaging.destination = %queue, message_id = message_id.as_deref().unwrap_or(""));
+                // Continue the publisher's trace (or start one for a message without).
+                let trace = crate::trace::continue_from(traceparent(&delivery.properties).as_deref());
+                let span = tracing::info_span!("consume", messaging.system = "rabbitmq", messaging.operation = "process", messaging.destination = %queue, message_id = message_id.as_deref().unwrap_or(""), trace_id = %trace.trace_id(), span_id = %trace.span_id());
                 let cancel = cancel.clone();
+                let metrics = broker.metrics().clone();
+                let label = broker.topology().base_name(queue).to_owned();
+                if let Some(lag) = queue_lag(&delivery.properties) {
+                    metrics.observe_queue_lag(&label, lag);
+                }
                 in_flight.spawn(async move {
                     let incoming = Incoming { data: delivery.data.clone(), redelivered: delivery.redelivered, message_id };
-                    let outcome = handler(incoming).await;
+                    let outcome = trace.scope(handler(incoming)).await;
+                    metrics.message_consumed(&label, match outcome {
+                        Outcome::Ack => "ack",
+                        Outcome::Retry => "retry",
+                        Outcome::Reject => "reject",
+                    });
                     if outcome == Outcome::Retry {
                         // Back off before requeueing, longer each time, so a
                         // short outage of a dependency does not burn through

@@ -15,6 +15,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, error, web};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
@@ -183,7 +185,10 @@ impl ResponseError for ApiError {
 }
 
 /// Gives every request an id (the caller's `X-Request-Id` when it is sane),
-/// echoes it on the response, and logs one line per request in its span.
+/// echoes it on the response, continues the caller's W3C `traceparent` (or
+/// starts a trace), logs one line per request in a span carrying
+/// `request_id`, `trace_id` and `span_id`, and, when the app has a
+/// `web::Data<Metrics>`, records the latency by route pattern and status.
 pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -200,10 +205,21 @@ pub async fn request_id_middleware(
         })
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()));
-    let span = tracing::info_span!("http", request_id = %request_id, method = %req.method(), path = %req.path());
+    let trace = crate::trace::continue_from(
+        req.headers()
+            .get(crate::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    // The pattern (`/v1/generations/{id}`), never the raw path: bounded labels.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!("http", request_id = %request_id, trace_id = %trace.trace_id(), span_id = %trace.span_id(), method = %method, path = %req.path());
     let started = std::time::Instant::now();
-    let result = REQUEST_ID
-        .scope(request_id.clone(), next.call(req))
+    let result = trace
+        .scope(REQUEST_ID.scope(request_id.clone(), next.call(req)))
         .instrument(span.clone())
         .await;
     let mut response = result?;
@@ -213,13 +229,11 @@ pub async fn request_id_middleware(
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "served"
-        )
-    });
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe_http(method.as_str(), &route, status, elapsed);
+    }
+    span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, "served"));
     Ok(response)
 }
 

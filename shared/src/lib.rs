@@ -10,6 +10,7 @@ pub mod http;
 pub mod ids;
 pub mod keys_api;
 pub mod messages;
+pub mod metrics;
 pub mod models;
 pub mod schema;
 pub mod settings;
@@ -21,4 +22,5 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod trace;
 pub mod voices;

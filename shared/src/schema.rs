@@ -56,6 +56,7 @@ diesel::table! {
         completed_at -> Nullable<Timestamptz>,
         event_published_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        traceparent -> Nullable<Text>,
     }
 }
 

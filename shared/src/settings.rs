@@ -72,6 +72,10 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive; `RUST_LOG` wins when set.
     pub filter: String,
+    /// When set, `GET /metrics` of every service needs
+    /// `Authorization: Bearer <token>`; unset, it is open (internal ports).
+    #[serde(default)]
+    pub metrics_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -110,6 +114,11 @@ pub struct GatewaySettings {
     /// Above this many generations processing in the whole system, new ones
     /// are refused with 503 `system_busy`; 0 turns the guard off.
     pub max_processing_generations: i64,
+    /// Whether this public server answers `GET /metrics` (off by default:
+    /// turn it on with `telemetry.metrics_token`, or behind a proxy that
+    /// does not route `/metrics` from the internet).
+    #[serde(default)]
+    pub metrics_enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

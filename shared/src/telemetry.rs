@@ -14,15 +14,29 @@ pub fn init(settings: &TelemetrySettings) {
     // Colours only for a person at a terminal, never in files or CI logs.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
+    init_with(filter, settings.format, std::io::stderr, ansi);
+}
+
+/// `init` with an explicit filter and writer (tests capture lines with it).
+/// In JSON, each line has the event's fields at the top level, the
+/// innermost span as `span` and every enclosing span in `spans`: a
+/// request's `request_id`, `trace_id` and `span_id` are on every line
+/// logged while serving it, a message's `trace_id` on every line of its
+/// handling.
+pub fn init_with<W>(filter: EnvFilter, format: LogFormat, writer: W, ansi: bool)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
-    let _ = match settings.format {
+    let _ = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(true)
             .try_init(),
         LogFormat::Human => builder.try_init(),
     };

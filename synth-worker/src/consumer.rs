@@ -74,8 +74,11 @@ async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
         return Ok(());
     };
     if generation.status() == GenerationStatus::Processing {
+        let metrics = ctx.broker.metrics();
+        let started = std::time::Instant::now();
         let finished = match render_and_store(ctx, &generation).await {
             Ok(audio) => {
+                metrics.observe_synthesis(&generation.format, started.elapsed());
                 let gid = id.0;
                 ctx.db
                     .run(move |c| {
@@ -94,13 +97,15 @@ async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
             }
             Err(JobError::Transient(e)) => return Err(e),
         };
-        if !finished {
-            // Another delivery of the same job got there first; fine.
-            tracing::info!("generation was finished concurrently");
-        }
         generation = load(ctx, id.0)
             .await?
             .ok_or_else(|| anyhow::anyhow!("generation vanished"))?;
+        if finished {
+            metrics.generation_finished(&generation.status);
+        } else {
+            // Another delivery of the same job got there first; fine.
+            tracing::info!("generation was finished concurrently");
+        }
     } else {
         tracing::info!(
             status = generation.status,

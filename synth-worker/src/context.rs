@@ -28,7 +28,8 @@ impl WorkerCtx {
     /// broker are connected lazily, so this succeeds while they are down.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let db = Db::new(&settings.database);
-        let broker = Broker::new(&settings.amqp, "synth-worker");
+        let metrics = shared::metrics::Metrics::new(settings.telemetry.metrics_token.clone());
+        let broker = Broker::with_metrics(&settings.amqp, "synth-worker", metrics);
         let publisher = Publisher::new(broker.clone());
         let store =
             shared::storage::open(&settings.storage).context("Failed to open the object store")?;

@@ -38,10 +38,12 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         let data = web::Data::from(ctx.clone());
+        let metrics = ctx.broker.metrics().clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http::request_id_middleware))
                 .app_data(data.clone())
+                .configure(|c| shared::metrics::configure(c, &metrics, true))
                 .route("/healthz", web::get().to(http::healthz))
                 .route("/readyz", web::get().to(readyz))
                 .default_service(web::to(http::default_service))

@@ -20,6 +20,10 @@ use uuid::Uuid;
 
 use crate::context::Context;
 
+/// Where the stored payload keeps the event's `traceparent` (not part of
+/// the event: the webhook body is rendered from the event's own fields).
+pub const TRACE_FIELD: &str = "traceparent";
+
 /// Handles one delivery of the events queue; `run_consumer` settles it.
 pub async fn handle(ctx: &Context, incoming: Incoming) -> Outcome {
     let event = match serde_json::from_slice::<EventMessage>(&incoming.data) {
@@ -64,8 +68,16 @@ struct NewDelivery {
 pub async fn fan_out(ctx: &Context, event: Event) -> Result<usize, DbError> {
     // The whole event is stored, so the body (and a fresh audioUrl) can be
     // rendered at send time, after the message itself is long gone.
-    let payload = serde_json::to_value(&event)
+    let mut payload = serde_json::to_value(&event)
         .map_err(|e| DbError::Query(diesel::result::Error::SerializationError(Box::new(e))))?;
+    // The event's trace goes with it, so every attempt (even a retry hours
+    // later) continues it and sends it on as the webhook's `traceparent`.
+    if let (Some(traceparent), Some(fields)) = (
+        shared::trace::current_traceparent(),
+        payload.as_object_mut(),
+    ) {
+        fields.insert(TRACE_FIELD.to_owned(), traceparent.into());
+    }
     ctx.db
         .run(move |conn| {
             conn.transaction::<_, DbError, _>(|conn| {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use secrecy::SecretString;
 use shared::db::Db;
+use shared::metrics::Metrics;
 use shared::settings::Settings;
 use tokio::sync::Notify;
 
@@ -80,6 +81,8 @@ pub struct Context {
     /// instead of at the next poll.
     pub wake: Arc<Notify>,
     pub config: Arc<DeliveryConfig>,
+    /// This dispatcher's series (webhook attempts; the consumer's through the broker).
+    pub metrics: Metrics,
 }
 
 impl Context {
@@ -91,6 +94,7 @@ impl Context {
             client,
             wake: Arc::new(Notify::new()),
             config: Arc::new(config),
+            metrics: Metrics::new(settings.telemetry.metrics_token.clone()),
         })
     }
 }

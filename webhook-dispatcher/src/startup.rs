@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use shared::amqp::{Broker, run_consumer};
@@ -36,7 +37,9 @@ impl Application {
     /// yet, so it starts while a dependency is down (and says so on `/readyz`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let ctx = Context::new(&settings)?;
-        let broker = Broker::new(&settings.amqp, "webhook-dispatcher");
+        let broker =
+            Broker::with_metrics(&settings.amqp, "webhook-dispatcher", ctx.metrics.clone());
+        let metrics = ctx.metrics.clone();
         let address = (settings.dispatcher.host.as_str(), settings.dispatcher.port);
         let listener = TcpListener::bind(address)
             .with_context(|| format!("Failed to bind {}:{}", address.0, address.1))?;
@@ -47,7 +50,9 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(shared::http::request_id_middleware))
                 .app_data(deps.clone())
+                .configure(|c| shared::metrics::configure(c, &metrics, true))
                 .configure(routes::configure)
         })
         // Two probes are all it serves.

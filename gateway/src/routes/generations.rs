@@ -168,6 +168,7 @@ async fn create(
         metadata: valid.metadata,
         idempotency_key: None,
         request_hash: None,
+        traceparent: shared::trace::current_traceparent(),
     };
     let key_limit = principal.credit_limit;
     let max_in_flight = principal.plan.max_in_flight;

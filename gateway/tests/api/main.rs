@@ -14,6 +14,7 @@ mod idempotency;
 mod keys;
 mod limits;
 mod listing;
+mod observability;
 mod usage;
 mod validation;
 mod voices;

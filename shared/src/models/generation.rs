@@ -79,6 +79,8 @@ pub struct NewGeneration {
     pub metadata: Option<serde_json::Value>,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<Vec<u8>>,
+    /// The creating request's trace (`shared::trace::current_traceparent()`).
+    pub traceparent: Option<String>,
 }
 
 /// Why a generation could not be created.
@@ -322,14 +324,14 @@ impl Generation {
         conn: &mut PgConnection,
         older_than: DateTime<Utc>,
         limit: i64,
-    ) -> QueryResult<Vec<Uuid>> {
+    ) -> QueryResult<Vec<(Uuid, Option<String>)>> {
         generations::table
             .filter(generations::published_at.is_null())
             .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
             .filter(generations::created_at.lt(older_than))
             .order(generations::created_at.asc())
             .limit(limit)
-            .select(generations::id)
+            .select((generations::id, generations::traceparent))
             .load(conn)
     }
 

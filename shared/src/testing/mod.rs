@@ -1,9 +1,11 @@
 //! Test support shared by every crate's integration tests (feature
 //! `testing`): a fresh, migrated database per test and a unique AMQP
 //! prefix, so tests run in parallel on the one PostgreSQL and RabbitMQ;
-//! and a real HTTP receiver standing in for a customer's webhook endpoint.
+//! a real HTTP receiver standing in for a customer's webhook endpoint; and
+//! a capture of the JSON log lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod logs;
 pub mod receiver;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -97,4 +99,25 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.storage.root =
         std::env::temp_dir().join(format!("voiceprod-test-{}", uuid::Uuid::new_v4().simple()));
     Ok(s)
+}
+
+/// The value of one sample in a Prometheus text exposition: the series
+/// `name` whose labels include all of `labels`; `None` if there is none.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = series_name == name
+                && labels.iter().all(|(k, v)| {
+                    series_labels
+                        .split(',')
+                        .any(|p| p == format!("{k}=\"{v}\""))
+                });
+            matches.then(|| value.parse().ok()).flatten()
+        })
 }

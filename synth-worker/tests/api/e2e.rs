@@ -18,6 +18,10 @@ const EVENT_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct Stack {
     pub gateway: String,
+    /// Base URLs of the other services' own HTTP servers (health, metrics).
+    pub key_service: String,
+    pub worker: String,
+    pub dispatcher: String,
     pub api_key: String,
     pub client: reqwest::Client,
 }
@@ -37,6 +41,7 @@ pub async fn start_stack(mut settings: Settings) -> Stack {
         .await
         .unwrap();
     settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
+    let key_service = settings.gateway.key_service_url.clone();
     tokio::spawn(keys.run_until_stopped());
     // The gateway's public URL must be known to the dispatcher, which signs
     // it into `audioUrl`, so the gateway gets a port chosen up front.
@@ -47,10 +52,12 @@ pub async fn start_stack(mut settings: Settings) -> Stack {
     let worker = synth_worker::Application::build(settings.clone())
         .await
         .unwrap();
+    let worker_url = format!("http://127.0.0.1:{}", worker.port());
     tokio::spawn(worker.run_until_stopped());
     let dispatcher = webhook_dispatcher::Application::build(settings.clone())
         .await
         .unwrap();
+    let dispatcher_url = format!("http://127.0.0.1:{}", dispatcher.port());
     tokio::spawn(dispatcher.run_until_stopped());
 
     let s = settings.clone();
@@ -64,6 +71,9 @@ pub async fn start_stack(mut settings: Settings) -> Stack {
     .unwrap();
     Stack {
         gateway: settings.gateway.public_base_url.clone(),
+        key_service,
+        worker: worker_url,
+        dispatcher: dispatcher_url,
         api_key: out.api_key,
         client: reqwest::Client::new(),
     }

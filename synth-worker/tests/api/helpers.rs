@@ -76,6 +76,7 @@ pub fn new_generation(workspace_id: Uuid, text: &str) -> NewGeneration {
         metadata: None,
         idempotency_key: None,
         request_hash: None,
+        traceparent: None,
     }
 }
 

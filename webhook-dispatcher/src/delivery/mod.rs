@@ -52,9 +52,18 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
                             break;
                         };
-                        let span = tracing::info_span!("deliver", delivery_id = %claimed.id, endpoint_id = %claimed.endpoint_id, attempt = claimed.attempts + 1);
-                        in_flight
-                            .spawn(deliver(ctx.clone(), claimed, endpoint, slot).instrument(span));
+                        let trace = shared::trace::continue_from(
+                            claimed
+                                .payload
+                                .get(crate::consumer::TRACE_FIELD)
+                                .and_then(|v| v.as_str()),
+                        );
+                        let span = tracing::info_span!("deliver", delivery_id = %claimed.id, endpoint_id = %claimed.endpoint_id, attempt = claimed.attempts + 1, trace_id = %trace.trace_id(), span_id = %trace.span_id());
+                        in_flight.spawn(
+                            trace
+                                .scope(deliver(ctx.clone(), claimed, endpoint, slot))
+                                .instrument(span),
+                        );
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not claim deliveries"),
@@ -106,6 +115,13 @@ async fn deliver(
     _slot: OwnedSemaphorePermit,
 ) {
     let (log, verdict) = attempt(&ctx, &claimed, endpoint).await;
+    ctx.metrics.webhook_attempt(match &verdict {
+        Verdict::Succeeded => "succeeded",
+        Verdict::RetryAt(_) => "retry",
+        Verdict::Exhausted => "exhausted",
+        Verdict::Gone => "gone",
+        Verdict::Abandoned => "abandoned",
+    });
     tracing::info!(status = ?log.status_code, error = ?log.error, duration_ms = log.duration_ms, ?verdict, "delivery attempted");
     let recorded = {
         let (claimed, log, verdict) = (claimed.clone(), log.clone(), verdict.clone());

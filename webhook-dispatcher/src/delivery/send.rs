@@ -50,15 +50,17 @@ pub async fn send(
     if let Err(refused) = targets.check_literal(&url) {
         return failed(refused.to_string());
     }
-    let response = client
+    let mut builder = client
         .post(url)
         .header(CONTENT_TYPE, "application/json")
         .header("webhook-id", &request.id)
         .header("webhook-timestamp", request.timestamp.to_string())
-        .header("webhook-signature", &request.signature)
-        .body(request.body.clone())
-        .send()
-        .await;
+        .header("webhook-signature", &request.signature);
+    // The generation's trace, continued (W3C Trace Context).
+    if let Some(trace) = shared::trace::TraceContext::current() {
+        builder = builder.header(shared::trace::TRACEPARENT, trace.to_string());
+    }
+    let response = builder.body(request.body.clone()).send().await;
     let mut response = match response {
         Ok(r) => r,
         Err(e) => return failed(describe(&e)),
