@@ -4,6 +4,7 @@ pub mod alignment;
 pub mod audio;
 pub mod generations;
 pub mod keys;
+pub mod openai;
 pub mod usage;
 pub mod voices;
 pub mod webhooks;
@@ -18,4 +19,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     voices::configure(cfg);
     alignment::configure(cfg);
     usage::configure(cfg);
+    openai::configure(cfg);
 }
