@@ -5,6 +5,7 @@
 //! registers webhook endpoints.
 
 pub mod auth;
+pub mod completions;
 pub mod domain;
 pub mod idempotency;
 pub mod key_service;

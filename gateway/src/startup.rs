@@ -29,6 +29,10 @@ pub struct State {
     pub db: Db,
     pub publisher: Publisher,
     pub store: Arc<dyn ObjectStore>,
+    /// The same store, with the presigner of S3 audio URLs.
+    pub storage: shared::storage::Storage,
+    /// Wakes requests waiting for a generation (`POST /v1/audio/speech`).
+    pub completions: Arc<crate::completions::Completions>,
     pub keys: Arc<KeyVerifier>,
     pub key_service: Arc<KeyServiceClient>,
     pub last_used: LastUsed,
@@ -72,10 +76,13 @@ impl Application {
             &settings.gateway.key_service_url,
             settings.key_service.internal_token.clone(),
         )?);
+        let storage = shared::storage::open_storage(&settings.storage)?;
         let state = Arc::new(State {
             db: Db::new(&settings.database),
             publisher: Publisher::new(broker),
-            store: shared::storage::open(&settings.storage)?,
+            store: storage.store.clone(),
+            storage,
+            completions: Arc::new(crate::completions::Completions::new()),
             keys: Arc::new(
                 KeyVerifier::new(
                     key_service.clone(),
@@ -151,6 +158,11 @@ impl Application {
             self.state.keys.clone(),
             self.shutdown.clone(),
         ));
+        let completions = tokio::spawn(crate::completions::run(
+            self.state.publisher.broker().clone(),
+            self.state.completions.clone(),
+            self.shutdown.clone(),
+        ));
         let state = self.state.clone();
         let background = self.shutdown.clone();
         let last_used = tokio::spawn(async move {
@@ -167,6 +179,7 @@ impl Application {
         self.shutdown.cancel();
         let _ = sweeper.await;
         let _ = listener.await;
+        let _ = completions.await;
         let _ = last_used.await;
         self.state.publisher.broker().close().await;
         Ok(())

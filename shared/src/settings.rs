@@ -119,6 +119,9 @@ pub struct GatewaySettings {
     /// does not route `/metrics` from the internet).
     #[serde(default)]
     pub metrics_enabled: bool,
+    /// How long `POST /v1/audio/speech` waits for its generation before
+    /// answering 504 with the generation's id (it goes on and can be fetched).
+    pub speech_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,8 +180,44 @@ pub struct WebhookSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StorageSettings {
-    /// Directory of the local object store.
+    /// `local` (a directory, `root`) or `s3` (an S3-compatible store, `s3`).
+    pub backend: StorageBackend,
+    /// Directory of the local object store (backend `local`).
     pub root: PathBuf,
+    /// The bucket and how to reach it (backend `s3`).
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Settings {
+    /// Bucket name (must exist).
+    pub bucket: String,
+    /// Region the requests are signed for (`us-east-1` suits most
+    /// self-hosted servers).
+    pub region: String,
+    /// Endpoint of a self-hosted server (`http://127.0.0.1:9000`); empty
+    /// for AWS, whose endpoint follows from the region.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key id; when absent, `AWS_ACCESS_KEY_ID` and the other
+    /// standard AWS sources (web identity, ECS, instance metadata) apply.
+    #[serde(default)]
+    pub access_key_id: Option<SecretString>,
+    /// Secret access key; when absent, `AWS_SECRET_ACCESS_KEY` and the rest.
+    #[serde(default)]
+    pub secret_access_key: Option<SecretString>,
+    /// Path-style URLs (`endpoint/bucket/key`), which self-hosted servers
+    /// need; `false` uses virtual-hosted URLs (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Allow a plain-HTTP endpoint (a server on the same host or network).
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +348,12 @@ impl Settings {
         }
         if self.worker.prefetch_per_engine == 0 {
             return invalid("worker.prefetch_per_engine must be at least 1");
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.trim().is_empty() {
+            return invalid("storage.s3.bucket must be set when storage.backend is s3");
+        }
+        if self.gateway.speech_timeout_ms == 0 {
+            return invalid("gateway.speech_timeout_ms must be at least 1");
         }
         for (name, plan) in &self.plans {
             if plan.credits_per_period.is_some_and(|c| c < 0) {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use shared::db::DbError;
 use shared::http::ApiError;
 use shared::ids::GenerationId;
-use shared::models::Generation;
+use shared::models::{Generation, GenerationStatus};
 use shared::signing::{self, AudioUrlCheck};
 
 use crate::routes::generations::stored_audio;
@@ -37,6 +37,30 @@ pub fn signed_audio_url(state: &State, id: GenerationId) -> String {
         &id.to_string(),
         expires,
     )
+}
+
+/// The `audioUrl` of a generation: `None` unless it completed (and was not
+/// deleted); a presigned URL of the object when the store is S3 (the
+/// download then never touches the gateway), else the gateway's own signed
+/// URL. Both expire after `audio_urls.ttl_secs`.
+pub async fn audio_url_of(state: &State, g: &Generation) -> Option<String> {
+    let id = GenerationId(g.id);
+    if g.status() != GenerationStatus::Completed || g.is_deleted() {
+        return None;
+    }
+    if let Some(key) = g.storage_key.as_deref() {
+        let ttl = std::time::Duration::from_secs(state.settings.audio_urls.ttl_secs);
+        let key = object_store::path::Path::from(key);
+        match state.storage.presigned_get(&key, ttl).await {
+            None => {}
+            Some(Ok(url)) => return Some(url),
+            Some(Err(e)) => {
+                // The gateway's URL works on S3 too (it streams the object).
+                tracing::warn!(error = %e, generation_id = %id, "could not presign the audio URL; using the gateway's");
+            }
+        }
+    }
+    Some(signed_audio_url(state, id))
 }
 
 /// Streams the generation's audio from the object store.

@@ -30,7 +30,7 @@ use crate::auth::Principal;
 use crate::domain::generation_request::CreateGeneration;
 use crate::idempotency::Idempotency;
 use crate::rate_limit::RateLimitInfo;
-use crate::routes::audio::{audio_response, signed_audio_url};
+use crate::routes::audio::{audio_response, audio_url_of};
 use crate::routes::webhooks::views::PageView;
 use crate::startup::State;
 
@@ -91,12 +91,12 @@ pub struct GenerationView {
 }
 
 impl GenerationView {
-    pub fn new(g: Generation, state: &State) -> Self {
+    /// `audio_url`: from [`audio_url_of`], `None` unless completed.
+    pub fn new(g: Generation, audio_url: Option<String>) -> Self {
         let id = GenerationId(g.id);
-        let completed = g.status() == GenerationStatus::Completed && !g.is_deleted();
         Self {
             deleted: g.is_deleted(),
-            audio_url: completed.then(|| signed_audio_url(state, id)),
+            audio_url,
             id,
             status: g.status,
             voice_id: g.voice_id,
@@ -132,6 +132,27 @@ async fn create(
     )
     .await?;
     let valid = body.validate_with(&principal.plan, cloned)?;
+    let (created, body) = accept(&req, &state, &principal, valid, idempotency.0).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            LOCATION,
+            format!("/v1/generations/{}", GenerationId(created.id)),
+        ))
+        .insert_header((CREDITS_HEADER, created.credits.to_string()))
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body))
+}
+
+/// Charges and creates a validated generation in one transaction (settling
+/// `claim` in it), then publishes its job: the 202 body and the row. Shared
+/// with `POST /v1/audio/speech`, which then waits for the row to finish.
+pub async fn accept(
+    req: &HttpRequest,
+    state: &State,
+    principal: &Principal,
+    valid: crate::domain::generation_request::ValidGeneration,
+    claim: Option<crate::idempotency::Claim>,
+) -> Result<(Generation, Vec<u8>), ApiError> {
     // Refuse before charging anything when the broker is down or the system
     // is overloaded: 503, nothing changed.
     state.ensure_broker().await?;
@@ -172,10 +193,8 @@ async fn create(
     };
     let key_limit = principal.credit_limit;
     let max_in_flight = principal.plan.max_in_flight;
-    let claim = idempotency.0;
     let settle = claim.clone();
-    let location = format!("/v1/generations/{id}");
-    let headers_location = location.clone();
+    let headers_location = format!("/v1/generations/{id}");
     let created = state
         .db
         .run(move |conn| {
@@ -241,13 +260,8 @@ async fn create(
 
     // Committed: from here the generation is never lost. If the publish
     // fails, the sweeper publishes it later; the client still gets its 202.
-    publish_job(&state, id).await;
-
-    Ok(HttpResponse::Accepted()
-        .insert_header((LOCATION, location))
-        .insert_header((CREDITS_HEADER, created.credits.to_string()))
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(body))
+    publish_job(state, id).await;
+    Ok((created, body))
 }
 
 impl Accepted {
@@ -333,11 +347,16 @@ async fn list(
         })
         .await?
         .ok_or_else(bad_cursor)?;
+    let mut rows_with_urls = Vec::with_capacity(rows.len());
+    for g in rows {
+        let url = audio_url_of(&state, &g).await;
+        rows_with_urls.push((g, url));
+    }
     Ok(HttpResponse::Ok().json(PageView::new(
-        rows,
+        rows_with_urls,
         limit,
-        |g| GenerationId(g.id).to_string(),
-        |g| GenerationView::new(g, &state),
+        |(g, _)| GenerationId(g.id).to_string(),
+        |(g, url)| GenerationView::new(g, url),
     )))
 }
 
@@ -440,7 +459,8 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:read")?;
     let g = find(&state, principal.workspace_id, &path).await?;
-    Ok(HttpResponse::Ok().json(GenerationView::new(g, &state)))
+    let url = audio_url_of(&state, &g).await;
+    Ok(HttpResponse::Ok().json(GenerationView::new(g, url)))
 }
 
 async fn audio(

@@ -5,6 +5,7 @@ pub mod audio;
 pub mod console;
 pub mod generations;
 pub mod keys;
+pub mod openai;
 pub mod usage;
 pub mod voices;
 pub mod webhooks;
@@ -20,4 +21,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     alignment::configure(cfg);
     usage::configure(cfg);
     console::configure(cfg);
+    openai::configure(cfg);
 }

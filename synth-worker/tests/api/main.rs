@@ -10,3 +10,4 @@ mod e2e;
 mod engine;
 mod helpers;
 mod observability;
+mod openai;

@@ -1,0 +1,364 @@
+//! `POST /v1/audio/speech`: OpenAI's speech endpoint, so the official
+//! `openai` clients work with `base_url` pointed at voiceprod. The request
+//! becomes a normal generation (credits reserved in its transaction, a row
+//! in `GET /v1/generations`, usage, webhooks); the handler waits for the
+//! worker to finish it (`crate::completions` wakes it, the row decides)
+//! and answers with the audio bytes.
+//!
+//! Mapping (documented in the README):
+//! - `model`: `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts` (and its dated ids)
+//!   and our own `voiceprod-tts` all render with the same engine;
+//! - `voice`: OpenAI's names map to English presets ([`OPENAI_VOICES`]);
+//!   otherwise a preset id, a ready cloned voice id of the workspace, or a
+//!   preset name (case-insensitive, the first in catalog order); also as
+//!   `{"id": …}`, OpenAI's custom-voice form;
+//! - `response_format`: mp3 (default), opus (Ogg Opus), flac, wav, pcm
+//!   (s16le); aac is refused with 400. Audio is rendered at 24 kHz, OpenAI's
+//!   rate, so `pcm` reads the way OpenAI clients expect;
+//! - `speed`: 0.5 to 2.0 (OpenAI allows 0.25 to 4.0; outside ours is 400);
+//! - `instructions` is accepted and ignored; `stream_format` `sse` is 400.
+//!
+//! Errors keep our envelope, which already has OpenAI's `message`, `type`,
+//! `code` and `param`. Once the generation exists, an error answer carries
+//! `X-Generation-Id` and `x-should-retry: false` (the header the OpenAI
+//! clients obey), so an automatic retry never charges twice: on timeout the
+//! answer is 504 `generation_timeout` with a `Location` of the generation,
+//! which goes on and can be fetched later.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use shared::db::DbError;
+use shared::http::ApiError;
+use shared::ids::GenerationId;
+use shared::models::{Generation, GenerationStatus};
+use shared::voices;
+
+use crate::auth::Principal;
+use crate::completions::announced;
+use crate::domain::generation_request::CreateGeneration;
+use crate::routes::audio::audio_response;
+use crate::routes::generations::{CREDITS_HEADER, accept};
+use crate::startup::State;
+
+/// The generation an answer is about (success or not).
+pub const GENERATION_HEADER: &str = "x-generation-id";
+/// Whether the OpenAI clients may retry (they obey it over the status).
+const SHOULD_RETRY: &str = "x-should-retry";
+/// OpenAI's output rate: `pcm` readers assume it.
+pub const SAMPLE_RATE: u32 = 24_000;
+/// Models accepted; all render with the same engine.
+pub const MODELS: [&str; 5] = [
+    "tts-1",
+    "tts-1-hd",
+    "gpt-4o-mini-tts",
+    "gpt-4o-mini-tts-2025-12-15",
+    "voiceprod-tts",
+];
+/// OpenAI's voice names and the English presets they speak with.
+pub const OPENAI_VOICES: [(&str, &str); 13] = [
+    ("alloy", "voice_8f2a1c"),   // Avery, en-US, the default voice
+    ("ash", "voice_734bbd"),     // Emil, en-US, steady male
+    ("ballad", "voice_67bc6d"),  // Carlos, en-GB, lively, expressive
+    ("coral", "voice_526f98"),   // Gaia, en-US, warm female
+    ("echo", "voice_a41d07"),    // Oliver, en-GB, unhurried male
+    ("fable", "voice_3e7147"),   // Aarav, en-GB RP, steady male
+    ("onyx", "voice_79d07b"),    // Pavel, en-US NYC, deep male
+    ("nova", "voice_3c71e9"),    // Harper, en-US, bright female
+    ("sage", "voice_49e40b"),    // Priya, en-US, gentle, unhurried
+    ("shimmer", "voice_a68be6"), // Lara, en-US, bright, brisk female
+    ("verse", "voice_da70e1"),   // Elias, en-US, lively, expressive
+    ("marin", "voice_c5cfd7"),   // Esme, en-GB, gentle female
+    ("cedar", "voice_211d1f"),   // Kai, en-US NYC, steady male
+];
+/// Re-read the row this often even when no event arrives (events lost in
+/// a reconnect), and much more often while the listener is down.
+const SAFETY_POLL: Duration = Duration::from_secs(2);
+const FALLBACK_POLL: Duration = Duration::from_millis(250);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/audio/speech", web::post().to(speech));
+}
+
+/// OpenAI's `audio.speech.create` body. Fields OpenAI may add later are
+/// ignored, as its clients expect of a compatible server.
+#[derive(Debug, Deserialize)]
+pub struct SpeechRequest {
+    /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, … (see [`MODELS`]).
+    pub model: String,
+    /// The text to speak.
+    pub input: String,
+    /// An OpenAI voice name, a voice id or a preset name.
+    pub voice: SpeechVoice,
+    /// `mp3` (default), `opus`, `flac`, `wav`, `pcm`; `aac` is refused.
+    #[serde(default)]
+    pub response_format: Option<String>,
+    /// 0.5 to 2.0 here; default 1.
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// Accepted and ignored (the engine takes no style prompt).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// `audio` (default); `sse` is refused.
+    #[serde(default)]
+    pub stream_format: Option<String>,
+}
+
+/// `"alloy"` or OpenAI's custom-voice form `{"id": "voice_…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SpeechVoice {
+    Name(String),
+    Object { id: String },
+}
+
+impl SpeechVoice {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Name(s) | Self::Object { id: s } => s,
+        }
+    }
+}
+
+/// The preset id an OpenAI voice name or a preset name stands for; any
+/// other string is returned as is (a voice id, checked later).
+pub fn resolve_voice(voice: &str) -> String {
+    let lower = voice.to_ascii_lowercase();
+    if let Some((_, id)) = OPENAI_VOICES.iter().find(|(name, _)| *name == lower) {
+        return (*id).to_owned();
+    }
+    if voices::preset(voice).is_some() {
+        return voice.to_owned();
+    }
+    voices::presets()
+        .iter()
+        .find(|p| p.name.to_lowercase() == voice.to_lowercase())
+        .map_or_else(|| voice.to_owned(), |p| p.id.clone())
+}
+
+/// Our format for OpenAI's `response_format`.
+fn format_of(response_format: Option<&str>) -> Result<&'static str, ApiError> {
+    match response_format.unwrap_or("mp3") {
+        "mp3" => Ok("mp3"),
+        "opus" => Ok("ogg"),
+        "flac" => Ok("flac"),
+        "wav" => Ok("wav"),
+        "pcm" => Ok("pcm"),
+        other => Err(ApiError::bad_request(
+            "unsupported_response_format",
+            format!("response_format {other:?} is not supported; use mp3, opus, flac, wav or pcm"),
+        )
+        .with_param("response_format")),
+    }
+}
+
+impl SpeechRequest {
+    /// The equivalent `POST /v1/generations` body.
+    fn into_generation(self) -> Result<CreateGeneration, ApiError> {
+        if !MODELS.contains(&self.model.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_model",
+                format!(
+                    "model {:?} is not available; use one of {}",
+                    self.model,
+                    MODELS.join(", ")
+                ),
+            )
+            .with_param("model"));
+        }
+        let format = format_of(self.response_format.as_deref())?;
+        if let Some(stream) = self.stream_format.as_deref()
+            && stream != "audio"
+        {
+            return Err(ApiError::bad_request(
+                "unsupported_stream_format",
+                format!("stream_format {stream:?} is not supported; use audio"),
+            )
+            .with_param("stream_format"));
+        }
+        let speed = self.speed.unwrap_or(1.0);
+        if !(0.5..=2.0).contains(&speed) {
+            return Err(ApiError::bad_request(
+                "invalid_speed",
+                format!("speed {speed} is outside the 0.5 to 2.0 voiceprod renders"),
+            )
+            .with_param("speed"));
+        }
+        Ok(CreateGeneration {
+            voice_id: resolve_voice(self.voice.as_str()),
+            text: self.input,
+            format: Some(format.to_owned()),
+            text_type: None,
+            sample_rate: Some(SAMPLE_RATE),
+            speed: Some(speed as f32),
+            metadata: None,
+        })
+    }
+}
+
+async fn speech(
+    req: HttpRequest,
+    state: web::Data<State>,
+    principal: Principal,
+    body: web::Json<SpeechRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    principal.require("generations:write")?;
+    let create = body.into_inner().into_generation()?;
+    let cloned = crate::routes::voices::is_usable_cloned_voice(
+        &state,
+        principal.workspace_id,
+        &create.voice_id,
+    )
+    .await?;
+    let valid = create.validate_with(&principal.plan, cloned).map_err(|e| {
+        // Name OpenAI's parameters, not ours.
+        let param = match e.param.as_deref() {
+            Some("voiceId") => Some("voice"),
+            Some("text") => Some("input"),
+            Some("format") => Some("response_format"),
+            _ => None,
+        };
+        match param {
+            Some(p) => e.with_param(p),
+            None => e,
+        }
+    })?;
+    let (g, _) = accept(&req, &state, &principal, valid, None).await?;
+    let id = GenerationId(g.id);
+    let credits = g.credits;
+    let deadline = started + Duration::from_millis(state.settings.gateway.speech_timeout_ms);
+    let answer = match wait_for(&state, &g, deadline).await {
+        Ok(Some(done)) => finished(&state, done).await,
+        Ok(None) => Err(timed_out(id, &state)),
+        Err(e) => Err(e),
+    };
+    let mut response = answer.unwrap_or_else(|e| {
+        let mut r = e.error_response();
+        // Charged (or refunded by the worker): an automatic retry would
+        // create another generation, so tell the OpenAI clients not to.
+        r.headers_mut().insert(
+            HeaderName::from_static(SHOULD_RETRY),
+            HeaderValue::from_static("false"),
+        );
+        if e.status == StatusCode::GATEWAY_TIMEOUT
+            && let Ok(v) = HeaderValue::from_str(&format!("/v1/generations/{id}"))
+        {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        r
+    });
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        headers.insert(HeaderName::from_static(GENERATION_HEADER), v);
+    }
+    headers.insert(HeaderName::from_static(CREDITS_HEADER), credits.into());
+    Ok(response)
+}
+
+/// Waits until generation `g` is no longer processing (`Some`, the row) or
+/// `deadline` passes (`None`). Subscribes before each read of the row, so
+/// an event between the two is not missed.
+async fn wait_for(
+    state: &State,
+    g: &Generation,
+    deadline: Instant,
+) -> Result<Option<Generation>, ApiError> {
+    let id = GenerationId(g.id);
+    let workspace = g.workspace_id;
+    let mut rx = state.completions.subscribe();
+    loop {
+        let row = state
+            .db
+            .run(move |conn| {
+                Generation::find_in_workspace(conn, workspace, id.0).map_err(DbError::from)
+            })
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("generation {id} vanished")))?;
+        if row.status() != GenerationStatus::Processing {
+            return Ok(Some(row));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        let poll = if state.completions.is_listening() {
+            SAFETY_POLL
+        } else {
+            FALLBACK_POLL
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = announced(&mut rx, id) => {}
+        }
+    }
+}
+
+/// The audio of a finished generation, or why there is none.
+async fn finished(state: &State, g: Generation) -> Result<HttpResponse, ApiError> {
+    if g.status() == GenerationStatus::Failed {
+        let reason = g
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("synthesis failed");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "generation_failed",
+            format!(
+                "generation {} failed: {reason}; its credits were refunded",
+                GenerationId(g.id)
+            ),
+        ));
+    }
+    audio_response(state, g).await
+}
+
+fn timed_out(id: GenerationId, state: &State) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "generation_timeout",
+        format!(
+            "generation {id} did not finish within {} ms; it goes on and is charged once: \
+             fetch it with GET /v1/generations/{id}",
+            state.settings.gateway.speech_timeout_ms
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_openai_voice_is_an_english_preset() {
+        for (name, id) in OPENAI_VOICES {
+            let preset = voices::preset(id).unwrap_or_else(|| panic!("{name} → {id} is no preset"));
+            assert!(preset.language.starts_with("en"), "{name} → {id}");
+            assert_eq!(resolve_voice(name), id);
+            assert_eq!(resolve_voice(&name.to_uppercase()), id);
+        }
+    }
+
+    #[test]
+    fn voices_resolve_by_id_and_by_name_and_pass_through_otherwise() {
+        assert_eq!(resolve_voice("voice_3c71e9"), "voice_3c71e9");
+        assert_eq!(resolve_voice("harper"), "voice_3c71e9");
+        assert_eq!(resolve_voice("voice_nope"), "voice_nope");
+    }
+
+    #[test]
+    fn formats_map_and_aac_is_refused() {
+        assert_eq!(format_of(None).unwrap(), "mp3");
+        assert_eq!(format_of(Some("opus")).unwrap(), "ogg");
+        let e = format_of(Some("aac")).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.param.as_deref(), Some("response_format"));
+    }
+}

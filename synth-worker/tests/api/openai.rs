@@ -1,0 +1,183 @@
+//! `POST /v1/audio/speech` (OpenAI-compatible) through the whole stack:
+//! gateway, RabbitMQ, a real worker and its engines; the answer is the
+//! audio, and the request is an ordinary, charged generation.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::e2e::start_stack;
+use crate::helpers::{SEED, settings};
+
+async fn workspace_credits_used(stack: &crate::e2e::Stack) -> i64 {
+    let w: Value = stack.get("/v1/workspace").await.json().await.unwrap();
+    w["creditsUsed"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
+    let stack = start_stack(settings(1)).await;
+
+    let response = stack
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "voice": "alloy", "input": SEED, "response_format": "wav"}),
+        )
+        .await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    assert_eq!(response.headers()["x-credits-charged"], "1");
+    let id = response.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let mut wav = hound::WavReader::new(Cursor::new(&bytes)).unwrap();
+    assert_eq!(wav.spec().sample_rate, 24_000, "OpenAI's rate");
+    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    assert!(samples.len() > 24_000, "{} samples", samples.len());
+    let rms =
+        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    assert!(rms > 300.0, "RMS {rms}: silence");
+
+    // An ordinary generation: listed, completed, charged once.
+    let got: Value = stack
+        .get(&format!("/v1/generations/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["voiceId"], "voice_8f2a1c");
+    assert_eq!(got["format"], "wav");
+    let listed: Value = stack.get("/v1/generations").await.json().await.unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert_eq!(workspace_credits_used(&stack).await, 1);
+}
+
+#[tokio::test]
+async fn speech_defaults_to_mp3_and_speaks_opus_flac_and_pcm() {
+    let stack = start_stack(settings(2)).await;
+    let cases = [
+        (json!({}), "audio/mpeg"),
+        (json!({"response_format": "opus"}), "audio/ogg"),
+        (json!({"response_format": "flac"}), "audio/flac"),
+        (json!({"response_format": "pcm", "speed": 1.5}), "audio/L16"),
+    ];
+    for (extra, content_type) in cases {
+        let mut body = json!({"model": "gpt-4o-mini-tts", "voice": {"id": "voice_3c71e9"}, "input": "Hello there."});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let response = stack.post("/v1/audio/speech", body).await;
+        assert_eq!(response.status().as_u16(), 200, "{content_type}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        let bytes = response.bytes().await.unwrap();
+        match content_type {
+            "audio/mpeg" => assert!(
+                bytes.starts_with(b"ID3") || (bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0),
+                "not MP3"
+            ),
+            "audio/ogg" => assert!(bytes.starts_with(b"OggS")),
+            "audio/flac" => assert!(bytes.starts_with(b"fLaC")),
+            _ => assert!(
+                bytes.len() > 4_800 && bytes.len() % 2 == 0,
+                "{}",
+                bytes.len()
+            ),
+        }
+    }
+    assert_eq!(workspace_credits_used(&stack).await, 4);
+}
+
+#[tokio::test]
+async fn speech_refuses_what_it_cannot_do_in_the_error_envelope_without_charging() {
+    let stack = start_stack(settings(1)).await;
+    let base = json!({"model": "tts-1", "voice": "alloy", "input": "Hi."});
+    let cases = [
+        (
+            "response_format",
+            json!("aac"),
+            400,
+            "unsupported_response_format",
+        ),
+        ("model", json!("whisper-1"), 400, "invalid_model"),
+        ("speed", json!(4.0), 400, "invalid_speed"),
+        ("voice", json!("nobody"), 422, "unknown_voice"),
+        ("input", json!("   "), 422, "text_empty"),
+        (
+            "stream_format",
+            json!("sse"),
+            400,
+            "unsupported_stream_format",
+        ),
+    ];
+    for (param, value, status, code) in cases {
+        let mut body = base.clone();
+        body[param] = value;
+        let response = stack.post("/v1/audio/speech", body).await;
+        assert_eq!(response.status().as_u16(), status, "{param}");
+        let e: Value = response.json().await.unwrap();
+        assert_eq!(e["error"]["code"], code, "{e}");
+        assert_eq!(e["error"]["param"], param, "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().len() > 10);
+        assert!(e["error"]["type"].is_string());
+    }
+    let unauthenticated = reqwest::Client::new()
+        .post(format!("{}/v1/audio/speech", stack.gateway))
+        .bearer_auth("vp_not_a_key")
+        .json(&base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    assert_eq!(workspace_credits_used(&stack).await, 0);
+}
+
+#[tokio::test]
+async fn speech_times_out_with_504_and_the_generation_which_finishes_charged_once() {
+    let mut s = settings(1);
+    s.gateway.speech_timeout_ms = 1;
+    let stack = start_stack(s).await;
+
+    let response = stack
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "voice": "nova", "input": SEED}),
+        )
+        .await;
+
+    assert_eq!(response.status().as_u16(), 504);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let id = response.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        format!("/v1/generations/{id}")
+    );
+    let e: Value = response.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "generation_timeout");
+    assert!(e["error"]["message"].as_str().unwrap().contains(&id));
+    // The generation goes on, completes, and is charged exactly once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Value = stack
+            .get(&format!("/v1/generations/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if got["status"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let audio = stack.get(&format!("/v1/generations/{id}/audio")).await;
+    assert_eq!(audio.headers()["content-type"], "audio/mpeg");
+    assert_eq!(workspace_credits_used(&stack).await, 1);
+}
