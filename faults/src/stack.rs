@@ -262,6 +262,13 @@ impl Stack {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", service.name()));
+        // For the suite script's teardown, should this process die before
+        // its Drop runs.
+        if let Ok(state) = std::env::var("FAULTS_STATE") {
+            let dir = std::path::Path::new(&state).join("pids");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(child.id().to_string()), service.name());
+        }
         self.procs.lock().unwrap().insert(service, child);
     }
 
