@@ -2,11 +2,23 @@
 //! takes a closure over `&mut PgConnection`, runs it on tokio's blocking pool
 //! inside the caller's tracing span, and never blocks the async runtime.
 //! Migrations are embedded here and applied by `key-service migrate`.
+//!
+//! While the database is known to be down (the last attempt to open or
+//! check out a connection failed and none has been opened since), a call
+//! waits at most [`DOWN_TIMEOUT`] for a connection instead of
+//! `database.pool_timeout_ms`, so a request is answered 503 at once rather
+//! than after the whole timeout; r2d2 keeps reconnecting in the background,
+//! and the first connection it opens ends that state.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, HandleError, LoggingErrorHandler, Pool,
+    PooledConnection,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
@@ -64,10 +76,41 @@ impl From<diesel::result::Error> for crate::http::ApiError {
     }
 }
 
+/// How long a call waits for a connection while the database is known to
+/// be down (see the module docs).
+pub const DOWN_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Whether the database is known to be down: set by every failure to open
+/// or check out a connection, cleared by every connection opened.
+#[derive(Debug, Default)]
+struct Health {
+    down: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+struct HealthHook(Arc<Health>);
+
+impl HandleError<diesel::r2d2::Error> for HealthHook {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        self.0.down.store(true, Ordering::SeqCst);
+        // What r2d2 does by default.
+        LoggingErrorHandler.handle_error(error);
+    }
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for HealthHook {
+    fn on_acquire(&self, _conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        self.0.down.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// A cheap-to-clone handle on the pool.
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    timeout: Duration,
+    health: Arc<Health>,
 }
 
 impl Db {
@@ -75,13 +118,31 @@ impl Db {
     /// database is down and reports it on `/readyz`.
     pub fn new(settings: &DatabaseSettings) -> Self {
         let manager = ConnectionManager::<PgConnection>::new(settings.url.expose_secret());
+        let timeout = Duration::from_millis(settings.pool_timeout_ms);
+        let health = Arc::new(Health::default());
+        let hook = HealthHook(health.clone());
         let pool = Pool::builder()
             .max_size(settings.pool_max_size)
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_millis(settings.pool_timeout_ms))
+            .connection_timeout(timeout)
             .test_on_check_out(true)
+            .error_handler(Box::new(hook.clone()))
+            .connection_customizer(Box::new(hook))
             .build_unchecked(manager);
-        Self { pool }
+        Self {
+            pool,
+            timeout,
+            health,
+        }
+    }
+
+    /// How long a call may wait for a connection right now.
+    fn checkout_timeout(&self) -> Duration {
+        if self.health.down.load(Ordering::SeqCst) {
+            self.timeout.min(DOWN_TIMEOUT)
+        } else {
+            self.timeout
+        }
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -92,10 +153,13 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let timeout = self.checkout_timeout();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get().map_err(|e| E::from(DbError::Unavailable(e)))?;
+            let mut conn = pool
+                .get_timeout(timeout)
+                .map_err(|e| E::from(DbError::Unavailable(e)))?;
             f(&mut conn)
         })
         .await

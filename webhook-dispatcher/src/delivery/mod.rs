@@ -61,7 +61,13 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
                         let span = tracing::info_span!("deliver", delivery_id = %claimed.id, endpoint_id = %claimed.endpoint_id, attempt = claimed.attempts + 1, trace_id = %trace.trace_id(), span_id = %trace.span_id());
                         in_flight.spawn(
                             trace
-                                .scope(deliver(ctx.clone(), claimed, endpoint, slot))
+                                .scope(deliver(
+                                    ctx.clone(),
+                                    claimed,
+                                    endpoint,
+                                    slot,
+                                    cancel.clone(),
+                                ))
                                 .instrument(span),
                         );
                     }
@@ -113,6 +119,7 @@ async fn deliver(
     claimed: Claimed,
     endpoint: Option<WebhookEndpoint>,
     _slot: OwnedSemaphorePermit,
+    cancel: CancellationToken,
 ) {
     let (log, verdict) = attempt(&ctx, &claimed, endpoint).await;
     ctx.metrics.webhook_attempt(match &verdict {
@@ -123,20 +130,35 @@ async fn deliver(
         Verdict::Abandoned => "abandoned",
     });
     tracing::info!(status = ?log.status_code, error = ?log.error, duration_ms = log.duration_ms, ?verdict, "delivery attempted");
-    let recorded = {
-        let (claimed, log, verdict) = (claimed.clone(), log.clone(), verdict.clone());
+    // The attempt was made: recording it is worth waiting for while the
+    // database is briefly down, since an unrecorded success is sent again
+    // once the lease runs out. Until then the lease is ours (the fence in
+    // `store::record` guards the rest); shutdown does not wait for it.
+    let mut pause = std::time::Duration::from_millis(250);
+    let recorded = loop {
+        let (c, l, v) = (claimed.clone(), log.clone(), verdict.clone());
         let disable_after_days = ctx.config.disable_after_failing_days;
-        ctx.db
+        let result = ctx
+            .db
             .run(move |conn| {
-                Ok::<_, shared::db::DbError>(store::record(
-                    conn,
-                    &claimed,
-                    &log,
-                    &verdict,
-                    disable_after_days,
-                )?)
+                Ok::<_, shared::db::DbError>(store::record(conn, &c, &l, &v, disable_after_days)?)
             })
-            .await
+            .await;
+        match result {
+            Err(e)
+                if e.is_unavailable()
+                    && !cancel.is_cancelled()
+                    && Utc::now() + pause < claimed.lease_until =>
+            {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "could not record a delivery attempt yet; retrying within the lease");
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => break other,
+        }
     };
     match recorded {
         Ok(true) => {}

@@ -1,0 +1,54 @@
+//! What `deploy/tests/faults` tells the cases, and the `ctl` it offers
+//! to stop and start the suite's own PostgreSQL and RabbitMQ.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// `deploy/tests/faults`, whose `ctl` subcommand stops and starts infrastructure.
+    pub ctl: PathBuf,
+    /// The service binaries (`target/debug` or `target/release`).
+    pub bin_dir: PathBuf,
+    /// First port of the suite's range.
+    pub port_base: u16,
+    /// The suite's PostgreSQL, database `postgres`.
+    pub pg_url: String,
+    /// The suite's RabbitMQ.
+    pub amqp_url: String,
+    /// Logs of the services, one folder per case.
+    pub log_dir: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the fault suite runs through deploy/tests/faults")
+    })
+}
+
+impl Env {
+    pub fn from_env() -> Self {
+        Self {
+            ctl: var("FAULTS_CTL").into(),
+            bin_dir: var("FAULTS_BIN_DIR").into(),
+            port_base: var("FAULTS_PORT_BASE").parse().expect("FAULTS_PORT_BASE"),
+            pg_url: var("FAULTS_PG_URL"),
+            amqp_url: var("FAULTS_AMQP_URL"),
+            log_dir: var("FAULTS_LOG_DIR").into(),
+        }
+    }
+
+    /// `deploy/tests/faults ctl <service> <action>`; returns how long it took.
+    pub async fn ctl(&self, service: &str, action: &str) -> Duration {
+        let started = Instant::now();
+        let status = tokio::process::Command::new(&self.ctl)
+            .args(["ctl", service, action])
+            .status()
+            .await
+            .expect("run deploy/tests/faults ctl");
+        assert!(status.success(), "ctl {service} {action} failed: {status}");
+        let took = started.elapsed();
+        eprintln!("[faults] {service} {action}: {took:.1?}");
+        took
+    }
+}
