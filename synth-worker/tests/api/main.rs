@@ -9,3 +9,4 @@ mod consumer;
 mod e2e;
 mod engine;
 mod helpers;
+mod neural;
