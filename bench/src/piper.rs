@@ -201,6 +201,17 @@ pub async fn run() -> anyhow::Result<()> {
         mib(peak_full),
         mib(peak_two)
     );
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let build = if cfg!(debug_assertions) {
+        "debug profile (our crates unoptimised, dependencies at opt-level 2, ONNX Runtime's release library)"
+    } else {
+        "release"
+    };
     let body = format!(
         "Voice `voice_8f2a1c` (Piper `en_US-joe-medium`, 22,050 Hz) through the worker's \
          `render::produce` in engine processes (`synth-worker engine --onnxruntime …`), WAV; \
@@ -212,8 +223,12 @@ pub async fn run() -> anyhow::Result<()> {
          included), **{warm_ms:.0} ms** warm.\n\n\
          Memory of one Piper engine process ({cores} intra-op threads): {:.0} MiB RSS before its \
          first neural job, {:.0} MiB with the model loaded, **{:.0} MiB peak** (VmHWM) over these runs. \
-         Two processes of one thread each peak at {:.0} MiB together — about twice the memory for no \
-         more speed, hence the default of one neural process using every core.\n",
+         Two processes of one thread each peak at {:.0} MiB together: each holds its own copy of the \
+         model, which is why the worker's default is one neural process using every core \
+         (`piper.engines = 1`); raise `piper.engines` where memory is plentiful and the \
+         two-process row above wins.\n\n\
+         Load average when the run ended: {load} (other work on this machine competes for the same \
+         cores, and multi-threaded inference suffers most from it); build: {build}.\n",
         long.chars().count(),
         short.chars().count(),
         mib(rss_idle),
