@@ -26,9 +26,10 @@ use crate::report;
 const PARAGRAPH: &str = "The old lighthouse keeper climbed the winding stairs every evening, carrying a lantern and a small notebook. He wrote down the color of the sky, the direction of the wind, and the names of the ships that passed. Over forty years, the notebooks filled three shelves in his kitchen, and nobody ever asked to read them. When he retired, a young historian came by with a box of tea and a question about the storm of 1987. ";
 const RUNS: usize = 5;
 
-/// The hidden engine subcommand: serve libespeak-ng on stdin/stdout.
-pub fn serve_engine() -> anyhow::Result<()> {
-    synth_worker::engine::server::serve_stdio()
+/// The hidden engine subcommand: serve libespeak-ng (and Piper, with
+/// `--onnxruntime`) on stdin/stdout.
+pub fn serve_engine(args: synth_worker::engine::server::EngineArgs) -> anyhow::Result<()> {
+    synth_worker::engine::server::serve_stdio(args)
 }
 
 /// The benchmark text (the same for raw and worker runs).
@@ -40,8 +41,19 @@ fn text(chars: usize) -> String {
     PARAGRAPH.repeat(chars / PARAGRAPH.len() + 1)[..chars].to_owned()
 }
 
+/// The espeak-ng en-US voice at 175 wpm (the default before the neural
+/// one): this benchmark is about the libespeak-ng path.
+pub fn espeak_voice() -> anyhow::Result<&'static voices::Preset> {
+    voices::presets()
+        .iter()
+        .find(|p| {
+            p.voice.piper.is_none() && p.voice.espeak_name() == "en-us" && p.voice.rate == 175
+        })
+        .context("no espeak-ng en-us preset")
+}
+
 fn plan(text: &str, format: AudioFormat) -> anyhow::Result<Plan> {
-    let voice = voices::preset(voices::DEFAULT_VOICE_ID).context("no default voice")?;
+    let voice = espeak_voice()?;
     let row = shared::models::Generation {
         id: uuid_like(),
         workspace_id: uuid_like(),
@@ -66,7 +78,7 @@ fn plan(text: &str, format: AudioFormat) -> anyhow::Result<Plan> {
         completed_at: None,
         event_published_at: None,
     };
-    render::plan(&row, &voice.voice).map_err(|e| anyhow::anyhow!("{e}"))
+    render::plan(&row, &voice.voice, std::path::Path::new("")).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn uuid_like() -> uuid::Uuid {
@@ -165,7 +177,7 @@ pub async fn run() -> anyhow::Result<()> {
     many.shutdown().await;
 
     let body = format!(
-        "Text: {chars:.0} characters of English prose, default voice `voice_8f2a1c`; median of {RUNS} runs.\n\n\
+        "Text: {chars:.0} characters of English prose, espeak-ng en-US voice `{}`; median of {RUNS} runs.\n\n\
          Raw libespeak-ng in-process (one `espeak_Synth` on the whole text): **{raw_cps:.0} chars/s** \
          (median of all baseline runs). Each ratio is the median of per-run ratios, the baseline \
          measured right before each worker run, after two uncounted warm-up runs of each.\n\n\
@@ -174,6 +186,7 @@ pub async fn run() -> anyhow::Result<()> {
          | format | rate | chars/s | ÷ raw | size |\n|---|---|---|---|---|\n{}\n\n\
          Engine processes: {jobs} WAV jobs of 2,000 characters at once — {with_one:.2} jobs/s with 1 process, \
          {with_n:.2} jobs/s with {n} ({:.2}×; the machine has {n} cores).\n",
+        espeak_voice()?.id,
         rows.join("\n"),
         with_n / with_one
     );

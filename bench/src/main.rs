@@ -5,6 +5,7 @@
 
 mod audio;
 mod keys;
+mod piper;
 mod report;
 mod webhooks;
 
@@ -27,7 +28,9 @@ enum Benchmark {
     /// An engine process for the audio benchmark (started by it, as the
     /// worker starts `synth-worker engine`).
     #[command(hide = true)]
-    Engine,
+    Engine(synth_worker::engine::server::EngineArgs),
+    /// Piper neural voices: real-time factor, first-audio latency and memory, next to raw espeak-ng.
+    Piper,
     /// Cached key verification and revocation propagation.
     Keys,
     /// Webhook delivery throughput with 1 and 2 dispatchers, against plain POSTs.
@@ -39,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.benchmark {
         Benchmark::Audio => audio::run().await,
-        Benchmark::Engine => audio::serve_engine(),
+        Benchmark::Engine(args) => audio::serve_engine(args),
+        Benchmark::Piper => piper::run().await,
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
     }

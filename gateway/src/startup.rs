@@ -66,6 +66,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The Piper voices of the voices directory join the preset catalog.
+        if let Some(n) = shared::voices::load_voices_dir(&settings.piper.voices_dir) {
+            tracing::info!(voices = n, dir = %settings.piper.voices_dir.display(), "neural voices loaded");
+        }
         let g = &settings.gateway;
         let listener = TcpListener::bind((g.host.as_str(), g.port))
             .map_err(|e| anyhow::anyhow!("Failed to bind gateway to {}:{}: {e}", g.host, g.port))?;

@@ -27,6 +27,8 @@ pub struct Settings {
     pub key_service: KeyServiceSettings,
     /// The synthesis worker.
     pub worker: WorkerSettings,
+    /// Neural (Piper) voices: where their files and ONNX Runtime are.
+    pub piper: PiperSettings,
     /// The webhook dispatcher.
     pub dispatcher: DispatcherSettings,
     /// Webhook policy the gateway (registration) and the dispatcher (delivery) share.
@@ -147,6 +149,20 @@ pub struct WorkerSettings {
     /// The executable that serves `engine` (defaults to this binary).
     #[serde(default)]
     pub engine_program: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PiperSettings {
+    /// Directory of Piper voices: each `NAME.onnx` + `NAME.onnx.json` is a
+    /// preset (gateway and worker both read it; `deploy/fetch-models` fills it).
+    pub voices_dir: PathBuf,
+    /// ONNX Runtime's shared library (`libonnxruntime.so.1.32.0`).
+    pub onnxruntime: PathBuf,
+    /// Neural engine processes; each loads a model once, on its first job.
+    pub engines: usize,
+    /// ONNX Runtime intra-op threads per neural engine process; 0 means the
+    /// cores divided among the neural engine processes.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,6 +351,9 @@ impl Settings {
         if url::Url::parse(&self.gateway.public_base_url).is_err() {
             return invalid("gateway.public_base_url must be an absolute URL");
         }
+        if self.piper.engines == 0 {
+            return invalid("piper.engines must be at least 1");
+        }
         if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
             return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");
         }
@@ -382,6 +401,18 @@ impl Settings {
     /// The plan of that name, if configured.
     pub fn plan(&self, name: &str) -> Option<&Plan> {
         self.plans.get(name)
+    }
+
+    /// Intra-op threads of each neural engine process: the configured
+    /// number, or the cores shared among `piper.engines` processes.
+    pub fn piper_threads(&self) -> usize {
+        match self.piper.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / self.piper.engines.max(1)).max(1)
+            }
+            n => n,
+        }
     }
 
     /// Engine processes to run: the configured number, or one per core.

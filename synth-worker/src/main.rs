@@ -18,14 +18,14 @@ struct Cli {
 enum Command {
     /// Serve synthesis requests on stdin/stdout (started by the worker).
     #[command(hide = true)]
-    Engine,
+    Engine(synth_worker::engine::server::EngineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         // No runtime, no settings: a small, single-threaded process, which
         // is what libespeak-ng's global state requires.
-        Some(Command::Engine) => synth_worker::engine::server::serve_stdio(),
+        Some(Command::Engine(args)) => synth_worker::engine::server::serve_stdio(args),
         None => run_worker(),
     }
 }

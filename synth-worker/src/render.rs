@@ -8,6 +8,8 @@
 //! input can never succeed: fail the generation, refund) or
 //! [`JobError::Transient`] (infrastructure: retry the job).
 
+use std::path::Path;
+
 use futures_util::future::try_join_all;
 use object_store::ObjectStoreExt;
 use shared::alignment::{Alignment, alignment_key};
@@ -18,10 +20,11 @@ use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 
 use crate::alignment::{Piece, join};
 use crate::context::WorkerCtx;
-use crate::engine::{EngineError, EnginePool, EngineRequest, RATE_MAX, RATE_MIN};
+use crate::engine::piper::Piper;
+use crate::engine::{EngineError, EnginePool, EngineRequest, PiperRequest, RATE_MAX, RATE_MIN};
 use crate::{encode, text};
 
-/// The rate every engine renders at today (libespeak-ng's).
+/// The rate libespeak-ng renders at (a Piper model says its own).
 pub const ENGINE_RATE: u32 = 22_050;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,8 @@ pub struct Plan {
     pub text: String,
     pub format: AudioFormat,
     pub sample_rate: u32,
+    /// Rendered by the neural (Piper) engine processes.
+    pub neural: bool,
 }
 
 /// Encoded audio and its word timestamps.
@@ -98,8 +103,37 @@ pub async fn resolve_voice(
         })
 }
 
-/// What the engine should render for `generation` in `voice`.
-pub fn plan(generation: &Generation, voice: &EngineVoice) -> Result<Plan, JobError> {
+/// What the engine should render for `generation` in `voice` (a Piper
+/// voice's model is looked up in `voices_dir`).
+pub fn plan(
+    generation: &Generation,
+    voice: &EngineVoice,
+    voices_dir: &Path,
+) -> Result<Plan, JobError> {
+    let piper = match &voice.piper {
+        None => None,
+        Some(p) => {
+            let model = voices_dir.join(format!("{}.onnx", p.model));
+            let rate = Piper::sample_rate_of(&model).ok_or_else(|| {
+                JobError::permanent(
+                    "voice_unavailable",
+                    format!(
+                        "the model of voice {} is not installed on this worker",
+                        generation.voice_id
+                    ),
+                )
+            })?;
+            Some((
+                PiperRequest {
+                    model,
+                    speaker: p.speaker,
+                    speed: usable_speed(generation.speed),
+                },
+                rate,
+            ))
+        }
+    };
+    let engine_rate = piper.as_ref().map_or(ENGINE_RATE, |(_, r)| *r);
     let format = AudioFormat::parse(&generation.format).ok_or_else(|| {
         JobError::permanent(
             "unsupported_format",
@@ -107,7 +141,7 @@ pub fn plan(generation: &Generation, voice: &EngineVoice) -> Result<Plan, JobErr
         )
     })?;
     let sample_rate = match generation.sample_rate {
-        None => format.default_sample_rate(ENGINE_RATE),
+        None => format.default_sample_rate(engine_rate),
         Some(r) => u32::try_from(r)
             .ok()
             .filter(|&r| format.supports_sample_rate(r))
@@ -139,6 +173,7 @@ pub fn plan(generation: &Generation, voice: &EngineVoice) -> Result<Plan, JobErr
         rate: scaled_rate(voice.rate, generation.speed),
         pitch: voice.pitch,
         range: voice.range,
+        piper: piper.as_ref().map(|(p, _)| p.clone()),
     };
     // SSML cannot be cut between its tags: it is rendered whole.
     let chunks = if ssml {
@@ -154,17 +189,22 @@ pub fn plan(generation: &Generation, voice: &EngineVoice) -> Result<Plan, JobErr
         text: generation.text.clone(),
         format,
         sample_rate,
+        neural: piper.is_some(),
     })
+}
+
+/// `speed` as the gateway allows it (0.5–2.0); anything unusable is 1.0.
+fn usable_speed(speed: f32) -> f32 {
+    if speed.is_finite() && speed > 0.0 {
+        speed
+    } else {
+        1.0
+    }
 }
 
 /// The voice's words per minute times `speed`, within espeak-ng's range.
 pub fn scaled_rate(base: u16, speed: f32) -> u16 {
-    // The gateway allows 0.5–2.0; anything unusable means "normal".
-    let speed = if speed.is_finite() && speed > 0.0 {
-        speed
-    } else {
-        1.0
-    };
+    let speed = usable_speed(speed);
     (f32::from(base) * speed)
         .round()
         .clamp(f32::from(RATE_MIN), f32::from(RATE_MAX)) as u16
@@ -220,8 +260,13 @@ pub async fn render_and_store(
     generation: &Generation,
 ) -> Result<StoredAudio, JobError> {
     let voice = resolve_voice(ctx, generation).await?;
-    let plan = plan(generation, &voice)?;
-    let produced = produce(&ctx.engines, &plan).await?;
+    let plan = plan(generation, &voice, &ctx.voices_dir)?;
+    let pool = if plan.neural {
+        &ctx.neural
+    } else {
+        &ctx.engines
+    };
+    let produced = produce(pool, &plan).await?;
     let (ws, id) = (generation.workspace_id.into(), generation.id.into());
     let key = audio_key(ws, id, plan.format);
     let store_failed = |e: object_store::Error| {

@@ -52,7 +52,7 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        let engines = u16::try_from(ctx.engines.size()).unwrap_or(u16::MAX);
+        let engines = u16::try_from(ctx.engines.size() + ctx.neural.size()).unwrap_or(u16::MAX);
         let prefetch = engines
             .saturating_mul(settings.worker.prefetch_per_engine)
             .max(1);
@@ -102,6 +102,7 @@ impl Application {
         tracing::info!("synth-worker stopping: finishing jobs in flight");
         consumer.await.context("The consumer task failed")?;
         ctx.engines.shutdown().await;
+        ctx.neural.shutdown().await;
         let served = match served {
             Some(result) => result,
             None => {
@@ -120,7 +121,9 @@ impl Application {
 /// Ready when every engine process is alive (dead idle ones are replaced first), and the database and broker answer.
 async fn readyz(ctx: web::Data<WorkerCtx>) -> HttpResponse {
     ctx.engines.revive().await;
-    let (alive, size) = (ctx.engines.alive(), ctx.engines.size());
+    ctx.neural.revive().await;
+    let alive = ctx.engines.alive() + ctx.neural.alive();
+    let size = ctx.engines.size() + ctx.neural.size();
     if alive < size {
         tracing::warn!(alive, size, "readiness: engine processes down");
         return HttpResponse::ServiceUnavailable()

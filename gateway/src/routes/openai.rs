@@ -62,7 +62,7 @@ pub const MODELS: [&str; 5] = [
 ];
 /// OpenAI's voice names and the English presets they speak with.
 pub const OPENAI_VOICES: [(&str, &str); 13] = [
-    ("alloy", "voice_8f2a1c"),   // Avery, en-US, the default voice
+    ("alloy", "voice_8f2a1c"),   // Joe, en-US, the default (neural) voice
     ("ash", "voice_734bbd"),     // Emil, en-US, steady male
     ("ballad", "voice_67bc6d"),  // Carlos, en-GB, lively, expressive
     ("coral", "voice_526f98"),   // Gaia, en-US, warm female

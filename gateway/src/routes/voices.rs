@@ -2,7 +2,8 @@
 //!
 //! - `GET /v1/voices` (`voices:read`): presets in catalog order, then cloned
 //!   voices oldest first; filters `language` (a tag or its primary
-//!   language: `en` matches `en-GB`), `gender`, `type`; `limit` ≤ 100 and
+//!   language: `en` matches `en-GB`), `gender`, `type`, `engine`
+//!   (`espeak-ng` | `piper`, the voice object's `engine`); `limit` ≤ 100 and
 //!   `cursor` (the `nextCursor` of the previous page).
 //! - `GET /v1/voices/{id}` (`voices:read`).
 //! - `POST /v1/voices` (`voices:write`): multipart `name`, one or more WAV
@@ -32,7 +33,7 @@ use shared::ids::{MessageId, WorkspaceId};
 use shared::messages::{Event, EventMessage, EventType};
 use shared::voices::analysis::{self, MAX_SAMPLE_BYTES};
 use shared::voices::cloned::{self, ClonedVoice};
-use shared::voices::{self, Gender, Preset};
+use shared::voices::{self, EngineKind, Gender, Preset};
 
 use crate::auth::Principal;
 use crate::startup::State;
@@ -62,6 +63,8 @@ pub struct VoiceView {
     language: String,
     gender: Option<String>,
     description: Option<String>,
+    /// `espeak-ng` or `piper` (neural).
+    engine: EngineKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
     #[serde(
@@ -83,6 +86,7 @@ impl From<&Preset> for VoiceView {
             language: p.language.to_owned(),
             gender: Some(p.gender.as_str().to_owned()),
             description: Some(p.description.clone()),
+            engine: p.voice.engine(),
             status: None,
             created_at: None,
             analysis: None,
@@ -100,6 +104,8 @@ impl From<ClonedVoice> for VoiceView {
             language: v.language,
             gender: v.gender,
             description: v.description,
+            // Cloned voices follow the speaker with espeak-ng parameters.
+            engine: EngineKind::Espeak,
             status: Some(v.status),
             created_at: Some(v.created_at),
         }
@@ -130,6 +136,7 @@ struct ListQuery {
     gender: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    engine: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -165,6 +172,16 @@ async fn list(
         )
         .with_param("gender"));
     }
+    let engine = match q.engine.as_deref() {
+        None => None,
+        Some(e) => Some(EngineKind::parse(e).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_engine",
+                format!("engine {e:?} is not espeak-ng or piper"),
+            )
+            .with_param("engine")
+        })?),
+    };
     let (presets, cloned) = match q.kind.as_deref() {
         None => (true, true),
         Some("preset") => (true, false),
@@ -201,6 +218,7 @@ async fn list(
                 .as_deref()
                 .is_none_or(|g| v.gender.as_deref() == Some(g))
         })
+        .filter(|v| engine.is_none_or(|e| v.engine == e))
         .collect();
     let start = match &q.cursor {
         None => 0,

@@ -119,10 +119,48 @@ async fn the_catalog_lists_300_presets_with_filters_and_cursor_pagination() {
         .await
         .unwrap();
     assert_eq!(
-        (&default["type"], &default["language"], &default["name"]),
-        (&json!("preset"), &json!("en-US"), &json!("Avery"))
+        (
+            &default["type"],
+            &default["language"],
+            &default["name"],
+            &default["engine"]
+        ),
+        (
+            &json!("preset"),
+            &json!("en-US"),
+            &json!("Joe"),
+            &json!("piper")
+        )
     );
     assert!(default["description"].is_string() && default["gender"].is_string());
+
+    // The engine filter: the neural default among the piper voices, and
+    // the espeak-ng catalog without it.
+    let neural: Value = app
+        .get("/v1/voices?engine=piper&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let neural = neural["data"].as_array().unwrap();
+    assert!(neural.iter().any(|v| v["id"] == "voice_8f2a1c"));
+    assert!(neural.iter().all(|v| v["engine"] == "piper"));
+    let espeak: Value = app
+        .get("/v1/voices?engine=espeak-ng&language=en-US&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let espeak = espeak["data"].as_array().unwrap();
+    assert!(espeak.len() >= 3);
+    assert!(espeak.iter().all(|v| v["engine"] == "espeak-ng"));
+    assert!(espeak.iter().any(|v| v["name"] == "Avery"));
+    assert_error(
+        app.get("/v1/voices?engine=wavenet").await,
+        400,
+        "invalid_engine",
+    )
+    .await;
 
     let french: Value = app
         .get("/v1/voices?language=fr&gender=female&limit=100")

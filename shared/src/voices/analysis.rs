@@ -331,6 +331,7 @@ pub fn engine_voice(analysis: &Analysis, espeak_voice: &str) -> EngineVoice {
         pitch,
         range,
         rate,
+        piper: None,
     }
 }
 

@@ -10,13 +10,15 @@
 //! reorder or edit an entry (that would change or reuse an id).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::path::Path;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::EngineVoice;
 use super::languages::LANGUAGES;
+use super::neural::DEFAULT_MODEL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,20 +149,11 @@ fn legacy() -> Vec<Preset> {
             pitch,
             range: 50,
             rate,
+            piper: None,
         },
     };
-    vec![
-        p(
-            DEFAULT_VOICE_ID,
-            "Avery",
-            "en-US",
-            Gender::Male,
-            "Clear American English; the default voice.",
-            "en-us",
-            None,
-            50,
-            175,
-        ),
+    let mut out = vec![default_voice()];
+    out.extend([
         p(
             "voice_3c71e9",
             "Harper",
@@ -217,7 +210,48 @@ fn legacy() -> Vec<Preset> {
             58,
             175,
         ),
-    ]
+    ]);
+    // The espeak-ng voice that was the default before the neural one: still
+    // a preset, under the id its parameters give.
+    let mut avery = p(
+        "",
+        "Avery",
+        "en-US",
+        Gender::Male,
+        "Clear American English (espeak-ng en-us, 175 wpm); the default before the neural voice.",
+        "en-us",
+        None,
+        50,
+        175,
+    );
+    avery.id = stable_id(&avery.voice);
+    out.push(avery);
+    out
+}
+
+/// `voice_8f2a1c`: the neural en-US voice (Piper `en_US-joe-medium`),
+/// known without reading its files so that every service agrees on it.
+fn default_voice() -> Preset {
+    Preset {
+        id: DEFAULT_VOICE_ID.to_owned(),
+        name: "Joe".to_owned(),
+        language: "en-US",
+        gender: Gender::Male,
+        description:
+            "Natural American English, neural (Piper en_US-joe-medium); the default voice."
+                .to_owned(),
+        voice: EngineVoice {
+            espeak_voice: "en-us".to_owned(),
+            variant: None,
+            pitch: 50,
+            range: 50,
+            rate: 175,
+            piper: Some(super::PiperVoice {
+                model: DEFAULT_MODEL.to_owned(),
+                speaker: None,
+            }),
+        },
+    }
 }
 
 /// `voice_` + 6 hex digits of the SHA-256 of the engine parameters.
@@ -255,6 +289,7 @@ fn build() -> Vec<Preset> {
                 pitch: p.pitch,
                 range: p.range,
                 rate: p.rate,
+                piper: None,
             };
             all.push(Preset {
                 id: stable_id(&voice),
@@ -275,28 +310,62 @@ fn build() -> Vec<Preset> {
     all
 }
 
-static PRESETS: LazyLock<Vec<Preset>> = LazyLock::new(build);
-static BY_ID: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
-    PRESETS
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.as_str(), i))
-        .collect()
-});
+struct Catalog {
+    presets: Vec<Preset>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Catalog {
+    fn new(extra: Vec<Preset>) -> Self {
+        let mut presets = build();
+        for p in extra {
+            if !presets.iter().any(|q| q.id == p.id) {
+                presets.push(p);
+            }
+        }
+        let by_id = presets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        Self { presets, by_id }
+    }
+}
+
+static CATALOG: OnceLock<Catalog> = OnceLock::new();
+
+fn catalog() -> &'static Catalog {
+    CATALOG.get_or_init(|| Catalog::new(Vec::new()))
+}
+
+/// Adds the Piper voices of `dir` (see `neural`) to the catalog, once per
+/// process and before the catalog is first read: services call it at
+/// start-up. Returns how many voices the directory gave, or `None` if the
+/// catalog was already built (then by an earlier call or a read).
+pub fn load_voices_dir(dir: &Path) -> Option<usize> {
+    let mut found = None;
+    CATALOG.get_or_init(|| {
+        let extra = super::neural::scan(dir);
+        found = Some(extra.len());
+        Catalog::new(extra)
+    });
+    found
+}
 
 /// Every preset, in catalog order (the order `GET /v1/voices` lists them).
 pub fn presets() -> &'static [Preset] {
-    &PRESETS
+    &catalog().presets
 }
 
 /// The preset with this id.
 pub fn preset(id: &str) -> Option<&'static Preset> {
-    BY_ID.get(id).map(|&i| &PRESETS[i])
+    let c = catalog();
+    c.by_id.get(id).map(|&i| &c.presets[i])
 }
 
 /// The position of a preset in [`presets`].
 pub fn preset_index(id: &str) -> Option<usize> {
-    BY_ID.get(id).copied()
+    catalog().by_id.get(id).copied()
 }
 
 /// The espeak-ng voice of a catalog language (BCP 47, case-insensitive).
@@ -328,11 +397,13 @@ mod tests {
     #[test]
     fn ids_are_stable_across_builds() {
         // Pinned: if these change, every customer's stored voiceId breaks.
+        let default = preset(DEFAULT_VOICE_ID).unwrap();
+        assert_eq!(default.voice.espeak_voice, "en-us");
         assert_eq!(
-            preset(DEFAULT_VOICE_ID).unwrap().voice.espeak_voice,
-            "en-us"
+            default.voice.piper.as_ref().unwrap().model,
+            "en_US-joe-medium"
         );
-        let first_generated = &presets()[6];
+        let first_generated = &presets()[7];
         assert_eq!(first_generated.language, "af");
         assert_eq!(first_generated.id, stable_id(&first_generated.voice));
         assert_eq!(first_generated.id, "voice_def615");
@@ -344,7 +415,13 @@ mod tests {
         for p in presets() {
             let v = &p.voice;
             assert!(
-                seen.insert((p.language, v.variant.clone(), v.pitch, v.rate)),
+                seen.insert((
+                    p.language,
+                    v.variant.clone(),
+                    v.pitch,
+                    v.rate,
+                    v.piper.clone()
+                )),
                 "{} duplicates another voice of {}",
                 p.id,
                 p.language

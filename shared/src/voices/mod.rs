@@ -8,10 +8,13 @@ pub mod analysis;
 pub mod catalog;
 pub mod cloned;
 pub mod languages;
+pub mod neural;
 
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{DEFAULT_VOICE_ID, Gender, Preset, espeak_voice_for, preset, presets};
+pub use catalog::{
+    DEFAULT_VOICE_ID, Gender, Preset, espeak_voice_for, load_voices_dir, preset, presets,
+};
 
 /// How the engine renders a voice: espeak-ng voice and variant, base pitch
 /// and pitch range (0–100, espeak-ng's default 50) and words per minute at
@@ -26,6 +29,46 @@ pub struct EngineVoice {
     #[serde(default = "default_range")]
     pub range: u8,
     pub rate: u16,
+    /// Set for a neural (Piper) voice: espeak-ng then only phonemises, in
+    /// `espeak_voice`, and `pitch`, `range`, `rate` are unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piper: Option<PiperVoice>,
+}
+
+/// A Piper model of the voices directory and, for a multi-speaker model,
+/// the speaker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PiperVoice {
+    /// The model's file name without `.onnx` (`en_US-joe-medium`).
+    pub model: String,
+    /// Speaker id of a multi-speaker model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<u32>,
+}
+
+/// Which engine renders a voice (the voice object's `engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EngineKind {
+    #[serde(rename = "espeak-ng")]
+    Espeak,
+    #[serde(rename = "piper")]
+    Piper,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Espeak => "espeak-ng",
+            Self::Piper => "piper",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Espeak, Self::Piper]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
 }
 
 fn default_range() -> u8 {
@@ -33,6 +76,14 @@ fn default_range() -> u8 {
 }
 
 impl EngineVoice {
+    pub fn engine(&self) -> EngineKind {
+        if self.piper.is_some() {
+            EngineKind::Piper
+        } else {
+            EngineKind::Espeak
+        }
+    }
+
     /// The name `espeak_SetVoiceByName` takes: `voice` or `voice+variant`.
     pub fn espeak_name(&self) -> String {
         match &self.variant {

@@ -94,7 +94,13 @@ pub fn ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeErro
         writer
             .write_packet(tags, serial, PacketWriteEndInfo::EndPage, 0)
             .map_err(io)?;
-        let frames = samples.len().div_ceil(frame).max(1);
+        // The decoder drops the first OPUS_PRE_SKIP samples (the encoder's
+        // delay), so the packets must cover pre-skip + the audio: without
+        // the extra frame, audio ending within 6.5 ms of a frame boundary
+        // would have its final granule past the decoded samples (and its
+        // last milliseconds cut).
+        let pre_skip_in = (usize::from(OPUS_PRE_SKIP) * sample_rate as usize).div_ceil(48_000);
+        let frames = (samples.len() + pre_skip_in).div_ceil(frame).max(1);
         let mut pcm = vec![0i16; frame];
         let mut packet = vec![0u8; 4000];
         for i in 0..frames {
@@ -125,4 +131,27 @@ pub fn ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeErro
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opus_packets_cover_the_pre_skip_and_the_final_granule_at_every_length() {
+        // Lengths around a frame boundary (960 samples at 48 kHz).
+        for n in [9_600 - 400, 9_600 - 200, 9_600 - 1, 9_600, 9_601] {
+            let samples: Vec<i16> = (0..n).map(|i| ((i % 97) * 100) as i16).collect();
+            let bytes = ogg_opus(&samples, 48_000).unwrap();
+            let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes));
+            let (mut packets, mut granule) = (0u64, 0u64);
+            while let Some(p) = reader.read_packet().unwrap() {
+                packets += 1;
+                granule = p.absgp_page();
+            }
+            let decoded = (packets - 2) * 960;
+            assert_eq!(granule, u64::from(OPUS_PRE_SKIP) + n as u64);
+            assert!(granule <= decoded, "{n}: granule {granule} past {decoded}");
+        }
+    }
 }

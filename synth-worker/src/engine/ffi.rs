@@ -69,7 +69,15 @@ unsafe extern "C" {
         user_data: *mut c_void,
     ) -> c_int;
     fn espeak_Synchronize() -> c_int;
+    fn espeak_TextToPhonemes(
+        textptr: *mut *const c_void,
+        textmode: c_int,
+        phonememode: c_int,
+    ) -> *const c_char;
 }
+
+/// `phonememode` bit 1: IPA as UTF-8 (what `espeak-ng --ipa` prints).
+const PHONEMES_IPA: c_int = 0x02;
 
 /// Samples of the synthesis in progress. A process-wide buffer mirrors
 /// libespeak-ng's own global state: the callback has no other reliable
@@ -221,7 +229,54 @@ impl Espeak {
                 sample: (ms.max(0) as u64 * rate / 1000).min(samples.len() as u64),
             })
             .collect();
-        Ok(Synthesis { samples, words })
+        Ok(Synthesis {
+            samples,
+            words,
+            sample_rate: self.sample_rate,
+        })
+    }
+}
+
+impl Espeak {
+    /// The IPA phonemes of `text` in `voice`, as `espeak-ng -q --ipa`
+    /// prints them: one call per clause (the library stops at each clause
+    /// end and drops its punctuation), clauses joined by a space.
+    pub fn phonemes(&mut self, voice: &str, text: &str) -> Result<String, SynthError> {
+        let c_voice =
+            CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
+        let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
+        let mut out = String::new();
+        // SAFETY: `&mut self` proves we are the only user of the global
+        // engine; `c_text` outlives the loop, and the library advances
+        // `ptr` within it (or sets it to NULL at the end). The returned
+        // string is the library's buffer, copied before the next call.
+        unsafe {
+            match espeak_SetVoiceByName(c_voice.as_ptr()) {
+                EE_OK => {}
+                EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
+                code => return Err(SynthError::Refused(code)),
+            }
+            let mut ptr: *const c_void = c_text.as_ptr().cast();
+            while !ptr.is_null() && *ptr.cast::<u8>() != 0 {
+                let before = ptr;
+                let phonemes =
+                    espeak_TextToPhonemes(&mut ptr, ESPEAK_CHARS_UTF8 as c_int, PHONEMES_IPA);
+                if !phonemes.is_null() {
+                    let clause = std::ffi::CStr::from_ptr(phonemes).to_string_lossy();
+                    let clause = clause.trim();
+                    if !clause.is_empty() {
+                        if !out.is_empty() {
+                            out.push(' ');
+                        }
+                        out.push_str(clause);
+                    }
+                }
+                if ptr == before {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

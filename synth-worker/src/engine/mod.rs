@@ -1,26 +1,32 @@
-//! The synthesis engine: libespeak-ng in child processes, behind the
-//! [`Engine`] trait that another engine (a neural one) can implement.
+//! The synthesis engines, in child processes behind the [`Engine`] trait:
+//! libespeak-ng (`ffi`) and Piper neural voices (`piper`, ONNX Runtime).
 //!
 //! libespeak-ng is process-global and not thread-safe (ENGINES.md), so the
 //! worker never loads it itself: `server` is the child (`synth-worker
 //! engine`), serving any [`Engine`]; `pool` runs N children and hands each
-//! request to a free one, `protocol` is the framing between them, `ffi` the
-//! C API and the libespeak-ng implementation.
+//! request to a free one, `protocol` is the framing between them. Piper
+//! needs libespeak-ng too (for phonemes), so it lives in engine children
+//! as well: the worker runs a second, small pool of them
+//! (`piper.engines`, default 1) whose ONNX Runtime uses every core
+//! (`piper.threads`), so a model is in memory once, not once per core.
 
 mod ffi;
+pub mod piper;
 pub mod pool;
 pub mod protocol;
 pub mod server;
 
 pub use ffi::{Espeak, RATE_MAX, RATE_MIN};
 pub use pool::{EngineError, EnginePool, Rendered};
-pub use protocol::{EngineRequest, WordMark};
+pub use protocol::{EngineRequest, PiperRequest, WordMark};
 
-/// Audio of one request: mono s16 at the engine's rate, and its words.
+/// Audio of one request: mono s16 at `sample_rate`, and its words.
 #[derive(Debug, Clone, Default)]
 pub struct Synthesis {
     pub samples: Vec<i16>,
     pub words: Vec<WordMark>,
+    /// 0 means the engine's own rate ([`Engine::sample_rate`]).
+    pub sample_rate: u32,
 }
 
 /// The engine refused this input (permanent); `code` is API-stable.
@@ -28,6 +34,36 @@ pub struct Synthesis {
 pub struct EngineRefusal {
     pub code: String,
     pub message: String,
+}
+
+/// libespeak-ng, plus Piper when the process was started with ONNX Runtime:
+/// a request with `piper` set goes to Piper (phonemised by this process's
+/// libespeak-ng), any other to libespeak-ng.
+pub struct Engines {
+    pub espeak: Espeak,
+    pub piper: Option<piper::Piper>,
+}
+
+impl Engine for Engines {
+    fn sample_rate(&self) -> u32 {
+        self.espeak.sample_rate()
+    }
+
+    fn synthesize(&mut self, request: &EngineRequest) -> Result<Synthesis, EngineRefusal> {
+        match (&request.piper, &mut self.piper) {
+            (None, _) => Engine::synthesize(&mut self.espeak, request),
+            (Some(p), Some(piper)) => {
+                let (mut synthesis, rate) =
+                    piper.synthesize(&mut self.espeak, &request.text, request.ssml, p)?;
+                synthesis.sample_rate = rate;
+                Ok(synthesis)
+            }
+            (Some(_), None) => Err(EngineRefusal {
+                code: "voice_unavailable".to_owned(),
+                message: "this engine process has no ONNX Runtime for neural voices".to_owned(),
+            }),
+        }
+    }
 }
 
 /// A synthesis engine, used by one thread of one engine process.

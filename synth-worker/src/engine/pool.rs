@@ -70,9 +70,9 @@ struct EngineProcess {
 }
 
 impl EngineProcess {
-    async fn spawn(program: &Path) -> Result<Self, EngineError> {
+    async fn spawn(program: &Path, args: &[String]) -> Result<Self, EngineError> {
         let mut child = Command::new(program)
-            .arg("engine")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // The child logs to our stderr, so its messages are not lost.
@@ -180,6 +180,8 @@ struct Slot {
 
 struct Inner {
     program: PathBuf,
+    /// `engine` and its options.
+    args: Vec<String>,
     size: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Slot>>,
@@ -218,19 +220,29 @@ impl EnginePool {
     /// Starts `size` (at least 1) children of `program engine`; fails if
     /// any cannot start, so a broken install is found at start-up.
     pub async fn start(program: PathBuf, size: usize) -> Result<Self, EngineError> {
+        Self::start_with_args(program, vec!["engine".to_owned()], size).await
+    }
+
+    /// [`EnginePool::start`] with the child's arguments (`engine …`).
+    pub async fn start_with_args(
+        program: PathBuf,
+        args: Vec<String>,
+        size: usize,
+    ) -> Result<Self, EngineError> {
         let size = size.max(1);
         let mut slots = Vec::with_capacity(size);
         for index in 0..size {
-            let process = EngineProcess::spawn(&program).await?;
+            let process = EngineProcess::spawn(&program, &args).await?;
             slots.push(Slot {
                 index,
                 process: Some(process),
             });
         }
-        tracing::info!(engines = size, program = %program.display(), "engine processes started");
+        tracing::info!(engines = size, program = %program.display(), ?args, "engine processes started");
         Ok(Self {
             inner: Arc::new(Inner {
                 program,
+                args,
                 size,
                 permits: Arc::new(Semaphore::new(size)),
                 idle: Mutex::new(slots),
@@ -288,7 +300,7 @@ impl EnginePool {
                     slot = slot.index,
                     "engine process is gone; starting a new one"
                 );
-                EngineProcess::spawn(&self.inner.program).await?
+                EngineProcess::spawn(&self.inner.program, &self.inner.args).await?
             }
         };
         match tokio::time::timeout(RENDER_TIMEOUT, process.render(request)).await {
@@ -305,7 +317,7 @@ impl EnginePool {
                 let _ = process.child.start_kill();
                 // Replace it now rather than on the next request, so that
                 // readiness sees a full pool again as soon as possible.
-                match EngineProcess::spawn(&self.inner.program).await {
+                match EngineProcess::spawn(&self.inner.program, &self.inner.args).await {
                     Ok(p) => slot.process = Some(p),
                     Err(e) => {
                         tracing::error!(slot = slot.index, error = %e, "could not restart the engine process")
@@ -340,7 +352,7 @@ impl EnginePool {
                 slot = slot.index,
                 "engine process is gone; starting a new one"
             );
-            match EngineProcess::spawn(&self.inner.program).await {
+            match EngineProcess::spawn(&self.inner.program, &self.inner.args).await {
                 Ok(p) => slot.process = Some(p),
                 Err(e) => {
                     tracing::error!(slot = slot.index, error = %e, "could not restart the engine process");

@@ -36,6 +36,23 @@ pub struct EngineRequest {
     /// Pitch range 0–100 (espeak-ng's default 50; 0 is monotone).
     #[serde(default = "default_range")]
     pub range: u8,
+    /// Set for a neural voice: render with this Piper model (espeak-ng, in
+    /// `voice`, only phonemises; `rate`, `pitch`, `range` are unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piper: Option<PiperRequest>,
+}
+
+/// A Piper model and how to drive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PiperRequest {
+    /// The `.onnx` file; its config is the same path plus `.json`.
+    pub model: std::path::PathBuf,
+    /// Speaker id of a multi-speaker model.
+    #[serde(default)]
+    pub speaker: Option<u32>,
+    /// 1.0 is the model's own pace; 2.0 twice as fast (`length_scale / speed`).
+    pub speed: f32,
 }
 
 fn default_range() -> u8 {

@@ -1,4 +1,5 @@
-//! The `synth-worker engine` process: one libespeak-ng per process, serving
+//! The `synth-worker engine` process: one libespeak-ng per process (and,
+//! with `--onnxruntime`, one ONNX Runtime environment for Piper), serving
 //! requests from stdin and answering on stdout (see `protocol`) until its
 //! stdin closes. Errors are answered as `Failed` replies; the process only
 //! dies if the library itself crashes, and the worker replaces it then.
@@ -10,15 +11,17 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::FromRawFd;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use super::Engine;
 use super::ffi::Espeak;
+use super::piper::Piper;
 use super::protocol::{
     EngineReply, EngineRequest, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes, write_frame,
 };
+use super::{Engine, Engines};
 
 unsafe extern "C" {
     fn dup(fd: std::ffi::c_int) -> std::ffi::c_int;
@@ -30,12 +33,38 @@ unsafe extern "C" {
 #[cfg(target_os = "linux")]
 const F_SETPIPE_SZ: std::ffi::c_int = 1031;
 
-/// Serves libespeak-ng until stdin closes. Called by `main` for the
-/// hidden subcommand.
-pub fn serve_stdio() -> anyhow::Result<()> {
+/// Options of the `engine` subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineArgs {
+    /// ONNX Runtime's shared library: this process also renders Piper voices.
+    #[arg(long)]
+    pub onnxruntime: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl EngineArgs {
+    /// The arguments that start a child with these options.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["engine".to_owned()];
+        if let Some(p) = &self.onnxruntime {
+            args.push("--onnxruntime".to_owned());
+            args.push(p.display().to_string());
+            args.push("--threads".to_owned());
+            args.push(self.threads.to_string());
+        }
+        args
+    }
+}
+
+/// Serves libespeak-ng (and Piper, with `--onnxruntime`) until stdin
+/// closes. Called by `main` for the hidden subcommand. A start-up failure
+/// is the greeting's `Failed`, so the worker can say what is missing.
+pub fn serve_stdio(args: EngineArgs) -> anyhow::Result<()> {
     let out = protocol_stdout().context("Failed to set up the engine's output")?;
     let mut out = BufWriter::new(out);
-    let Some(engine) = Espeak::init() else {
+    let Some(espeak) = Espeak::init() else {
         send(
             &mut out,
             &failed(
@@ -45,7 +74,17 @@ pub fn serve_stdio() -> anyhow::Result<()> {
         )?;
         anyhow::bail!("libespeak-ng could not be initialised");
     };
-    serve(engine, out)
+    let piper = match &args.onnxruntime {
+        None => None,
+        Some(library) => match Piper::init(library, args.threads) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                send(&mut out, &failed("engine_init_failed", &message))?;
+                anyhow::bail!("{message}");
+            }
+        },
+    };
+    serve(Engines { espeak, piper }, out)
 }
 
 /// Serves any [`Engine`] on stdin and `out` until stdin closes.
@@ -78,8 +117,12 @@ pub fn serve(mut engine: impl Engine, mut out: impl Write) -> anyhow::Result<()>
         let finished_us = now_us();
         match result {
             Ok(synthesis) => {
+                let sample_rate = match synthesis.sample_rate {
+                    0 => engine.sample_rate(),
+                    r => r,
+                };
                 let reply = EngineReply::Rendered {
-                    sample_rate: engine.sample_rate(),
+                    sample_rate,
                     samples: synthesis.samples.len() as u64,
                     pid,
                     started_us,

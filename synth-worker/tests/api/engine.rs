@@ -12,6 +12,7 @@ fn request(text: &str) -> EngineRequest {
         rate: 175,
         pitch: 50,
         range: 50,
+        piper: None,
     }
 }
 

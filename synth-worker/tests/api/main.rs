@@ -11,3 +11,4 @@ mod engine;
 mod helpers;
 mod observability;
 mod openai;
+mod neural;
