@@ -7,8 +7,17 @@
 //! Only as many rows are claimed as there are free slots, so a claimed row
 //! is always being sent, and its lease never runs out in a queue of ours.
 //! On shutdown it stops claiming and finishes the sends in flight.
+//!
+//! Outcomes are recorded by one [`recorder`] task that commits all the
+//! outcomes waiting for it in one transaction (group commit): one commit per
+//! batch instead of one per attempt. A send keeps its slot until its outcome
+//! is committed. The guarantee does not change: an outcome is recorded only
+//! under its lease, and a crash before the commit loses only records, so
+//! those deliveries are sent again when their leases run out (at least once,
+//! with the same `webhook-id`).
 
 pub mod payload;
+pub mod recorder;
 pub mod send;
 pub mod store;
 
@@ -24,12 +33,14 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::schedule::{next_delay, random_jitter, retry_after_secs};
+use recorder::Recorder;
 use send::Attempt;
-use store::{AttemptLog, Claimed, Verdict};
+use store::{AttemptLog, Claimed, Outcome, Verdict};
 
 /// Runs until `cancel` fires, then waits for the sends in flight.
 pub async fn run(ctx: Context, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.config.concurrency));
+    let (recorder, recording) = Recorder::start(ctx.clone());
     let mut in_flight = JoinSet::new();
     loop {
         while let Some(done) = in_flight.try_join_next() {
@@ -53,8 +64,10 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
                             break;
                         };
                         let span = tracing::info_span!("deliver", delivery_id = %claimed.id, endpoint_id = %claimed.endpoint_id, attempt = claimed.attempts + 1);
-                        in_flight
-                            .spawn(deliver(ctx.clone(), claimed, endpoint, slot).instrument(span));
+                        in_flight.spawn(
+                            deliver(ctx.clone(), recorder.clone(), claimed, endpoint, slot)
+                                .instrument(span),
+                        );
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not claim deliveries"),
@@ -73,6 +86,10 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
     }
     // Graceful shutdown: what was claimed is sent and recorded.
     while in_flight.join_next().await.is_some() {}
+    drop(recorder);
+    if let Err(e) = recording.await {
+        tracing::error!(error = %e, "the recorder failed");
+    }
 }
 
 type Batch = Vec<(Claimed, Option<WebhookEndpoint>)>;
@@ -98,30 +115,24 @@ async fn claim(ctx: &Context, limit: i64) -> Result<Batch, shared::db::DbError> 
         .await
 }
 
-/// Sends one claimed delivery and records the outcome; holds `_slot` until done.
+/// Sends one claimed delivery and records the outcome; holds `_slot` until
+/// the outcome is committed.
 async fn deliver(
     ctx: Context,
+    recorder: Recorder,
     claimed: Claimed,
     endpoint: Option<WebhookEndpoint>,
     _slot: OwnedSemaphorePermit,
 ) {
     let (log, verdict) = attempt(&ctx, &claimed, endpoint).await;
     tracing::info!(status = ?log.status_code, error = ?log.error, duration_ms = log.duration_ms, ?verdict, "delivery attempted");
-    let recorded = {
-        let (claimed, log, verdict) = (claimed.clone(), log.clone(), verdict.clone());
-        let disable_after_days = ctx.config.disable_after_failing_days;
-        ctx.db
-            .run(move |conn| {
-                Ok::<_, shared::db::DbError>(store::record(
-                    conn,
-                    &claimed,
-                    &log,
-                    &verdict,
-                    disable_after_days,
-                )?)
-            })
-            .await
-    };
+    let recorded = recorder
+        .record(Outcome {
+            claimed,
+            log,
+            verdict,
+        })
+        .await;
     match recorded {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
