@@ -3,10 +3,15 @@
 //! prints its figures and writes its section of BENCHMARKS.md. Never part
 //! of the test suite. Run with `--release`.
 
+mod accept;
 mod audio;
 mod keys;
+mod latency;
+mod load;
 mod piper;
 mod report;
+mod rss;
+mod stack;
 mod webhooks;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Benchmark {
+    /// Accepted generations/s and POST p50/p99 at a fixed concurrency, vs
+    /// pgbench running the same create transaction and vs GET /healthz.
+    Accept,
+    /// POST → webhook received for a 100-character text at light load.
+    Latency,
+    /// Idle RSS of each service as a real process (needs the release binaries).
+    Rss,
+    /// Every benchmark, one after the other.
+    All,
     /// Synth-worker audio path per format against raw libespeak-ng, and engine scaling.
     Audio,
     /// An engine process for the audio benchmark (started by it, as the
@@ -41,6 +55,17 @@ enum Benchmark {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.benchmark {
+        Benchmark::Accept => accept::run().await,
+        Benchmark::Latency => latency::run().await,
+        Benchmark::Rss => rss::run().await,
+        Benchmark::All => {
+            accept::run().await?;
+            latency::run().await?;
+            webhooks::run().await?;
+            keys::run().await?;
+            audio::run().await?;
+            rss::run().await
+        }
         Benchmark::Audio => audio::run().await,
         Benchmark::Engine(args) => audio::serve_engine(args),
         Benchmark::Piper => piper::run().await,

@@ -23,7 +23,19 @@ pub fn machine() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cores} cores, {cpu}")
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown memory".to_owned(),
+            |kib| format!("{:.1} GiB RAM", kib / 1024.0 / 1024.0),
+        );
+    format!("{cores} cores, {cpu}, {memory}")
 }
 
 /// Replaces (or appends) the section `name` of BENCHMARKS.md with `body`,
@@ -58,4 +70,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The median of samples (NaN when there are none).
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    percentile(&samples, 50.0)
 }

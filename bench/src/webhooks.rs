@@ -47,17 +47,20 @@ pub async fn run() -> anyhow::Result<()> {
          (`shared::testing::receiver`, one actix worker); dispatcher defaults \
          (`batch_size` {}, `concurrency` {} per dispatcher, lease {} ms); every delivery is \
          claimed under lease, rendered with a freshly signed `audioUrl`, signed, POSTed and \
-         recorded with its attempt-log row. The baseline is plain POSTs of a signed body of \
+         recorded with its attempt-log row (group commit). The baseline is plain POSTs of a signed body of \
          the same size from the dispatcher's HTTP client, {} at a time, to the same receiver.\n\n\
          | | per second | vs baseline |\n|---|---:|---:|\n\
          | baseline: plain HTTP POSTs | {baseline:.0} | 1.00 |\n\
          | 1 dispatcher: deliveries | {one:.0} | {:.2} |\n\
          | 2 dispatchers: deliveries | {two:.0} | {:.2} |\n\n\
-         Where the time goes: one committed transaction per attempt (the delivery row, its \
-         attempt-log row), which is what makes a crash lose nothing; plain POSTs commit \
-         nothing. Two dispatchers share the machine's 2 cores with PostgreSQL and the \
-         receiver, so the second replica adds little here; on separate machines replicas add \
-         send capacity until PostgreSQL's commits are the bottleneck.\n",
+         Where the time goes: every attempt's outcome is committed (the delivery row under \
+         its lease, its attempt-log row) before its slot is free again, which is what makes a \
+         crash lose nothing; outcomes are group-committed, all those waiting in one \
+         transaction (`delivery/recorder.rs`); plain POSTs commit nothing. Before group commit \
+         (one transaction per attempt, main at 903e4a4) this section measured 1299 (1 \
+         dispatcher) and 1482 (2) deliveries/s against a 55425 POSTs/s baseline on this \
+         machine type (0.02–0.03 of it). Two dispatchers share the machine's 2 cores with \
+         PostgreSQL and the receiver, so the second replica adds little here.\n",
         d.batch_size,
         d.concurrency,
         d.lease_ms,

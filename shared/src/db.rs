@@ -43,17 +43,25 @@ pub enum DbError {
 impl DbError {
     /// Whether this is the database being unreachable rather than a bad query.
     pub fn is_unavailable(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
-        matches!(
-            self,
-            DbError::Unavailable(_)
-                | DbError::Query(Error::DatabaseError(
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                    _,
-                ))
-                | DbError::Query(Error::BrokenTransactionManager)
-        )
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(e) => is_connection_lost(e),
+            DbError::Task(_) => false,
+        }
     }
+}
+
+/// Whether a query failed because the connection to the database is gone
+/// (the server stopped or restarted), rather than because of the query.
+pub fn is_connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) | Error::BrokenTransactionManager
+    )
 }
 
 impl From<DbError> for crate::http::ApiError {

@@ -9,6 +9,6 @@ mod consumer;
 mod e2e;
 mod engine;
 mod helpers;
+mod neural;
 mod observability;
 mod openai;
-mod neural;

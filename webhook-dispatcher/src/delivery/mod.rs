@@ -7,8 +7,17 @@
 //! Only as many rows are claimed as there are free slots, so a claimed row
 //! is always being sent, and its lease never runs out in a queue of ours.
 //! On shutdown it stops claiming and finishes the sends in flight.
+//!
+//! Outcomes are recorded by one [`recorder`] task that commits all the
+//! outcomes waiting for it in one transaction (group commit): one commit per
+//! batch instead of one per attempt. A send keeps its slot until its outcome
+//! is committed. The guarantee does not change: an outcome is recorded only
+//! under its lease, and a crash before the commit loses only records, so
+//! those deliveries are sent again when their leases run out (at least once,
+//! with the same `webhook-id`).
 
 pub mod payload;
+pub mod recorder;
 pub mod send;
 pub mod store;
 
@@ -24,12 +33,14 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::schedule::{next_delay, random_jitter, retry_after_secs};
+use recorder::Recorder;
 use send::Attempt;
-use store::{AttemptLog, Claimed, Verdict};
+use store::{AttemptLog, Claimed, Outcome, Verdict};
 
 /// Runs until `cancel` fires, then waits for the sends in flight.
 pub async fn run(ctx: Context, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.config.concurrency));
+    let (recorder, recording) = Recorder::start(ctx.clone());
     let mut in_flight = JoinSet::new();
     loop {
         while let Some(done) = in_flight.try_join_next() {
@@ -63,6 +74,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
                             trace
                                 .scope(deliver(
                                     ctx.clone(),
+                                    recorder.clone(),
                                     claimed,
                                     endpoint,
                                     slot,
@@ -88,6 +100,10 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
     }
     // Graceful shutdown: what was claimed is sent and recorded.
     while in_flight.join_next().await.is_some() {}
+    drop(recorder);
+    if let Err(e) = recording.await {
+        tracing::error!(error = %e, "the recorder failed");
+    }
 }
 
 type Batch = Vec<(Claimed, Option<WebhookEndpoint>)>;
@@ -113,9 +129,11 @@ async fn claim(ctx: &Context, limit: i64) -> Result<Batch, shared::db::DbError> 
         .await
 }
 
-/// Sends one claimed delivery and records the outcome; holds `_slot` until done.
+/// Sends one claimed delivery and records the outcome; holds `_slot` until
+/// the outcome is committed.
 async fn deliver(
     ctx: Context,
+    recorder: Recorder,
     claimed: Claimed,
     endpoint: Option<WebhookEndpoint>,
     _slot: OwnedSemaphorePermit,
@@ -133,22 +151,19 @@ async fn deliver(
     // The attempt was made: recording it is worth waiting for while the
     // database is briefly down, since an unrecorded success is sent again
     // once the lease runs out. Until then the lease is ours (the fence in
-    // `store::record` guards the rest); shutdown does not wait for it.
+    // `store::record_batch` guards the rest); shutdown does not wait for it.
+    let outcome = Outcome {
+        claimed,
+        log,
+        verdict,
+    };
     let mut pause = std::time::Duration::from_millis(250);
     let recorded = loop {
-        let (c, l, v) = (claimed.clone(), log.clone(), verdict.clone());
-        let disable_after_days = ctx.config.disable_after_failing_days;
-        let result = ctx
-            .db
-            .run(move |conn| {
-                Ok::<_, shared::db::DbError>(store::record(conn, &c, &l, &v, disable_after_days)?)
-            })
-            .await;
-        match result {
+        match recorder.record(outcome.clone()).await {
             Err(e)
-                if e.is_unavailable()
+                if e.unavailable
                     && !cancel.is_cancelled()
-                    && Utc::now() + pause < claimed.lease_until =>
+                    && Utc::now() + pause < outcome.claimed.lease_until =>
             {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "could not record a delivery attempt yet; retrying within the lease");
                 tokio::select! {

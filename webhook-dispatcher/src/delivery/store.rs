@@ -13,9 +13,11 @@
 //! end`, so a dispatcher that overran its lease (and whose row was claimed
 //! again) cannot overwrite the newer owner's outcome.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Int4, Jsonb, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use shared::models::{NewWebhookAttempt, WebhookAttempt, WebhookEndpoint};
 use shared::schema::{webhook_deliveries as d, webhook_endpoints as e};
 use uuid::Uuid;
@@ -94,6 +96,197 @@ pub enum Verdict {
     Abandoned,
 }
 
+/// The delivery row's next state after an attempt: (status, next_attempt_at, attempts).
+fn transition(claimed: &Claimed, verdict: &Verdict) -> (&'static str, DateTime<Utc>, i32) {
+    match verdict {
+        Verdict::Succeeded => ("succeeded", claimed.lease_until, claimed.attempts + 1),
+        Verdict::RetryAt(at) => ("pending", *at, claimed.attempts + 1),
+        Verdict::Exhausted | Verdict::Gone => ("failed", claimed.lease_until, claimed.attempts + 1),
+        Verdict::Abandoned => ("failed", claimed.lease_until, claimed.attempts),
+    }
+}
+
+/// What an attempt does to its endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Success,
+    Failing,
+    Gone,
+}
+
+fn health(verdict: &Verdict) -> Option<Health> {
+    match verdict {
+        Verdict::Succeeded => Some(Health::Success),
+        Verdict::RetryAt(_) | Verdict::Exhausted => Some(Health::Failing),
+        Verdict::Gone => Some(Health::Gone),
+        Verdict::Abandoned => None,
+    }
+}
+
+fn apply_health(
+    conn: &mut PgConnection,
+    endpoint_id: Uuid,
+    health: Health,
+    disable_after_days: u32,
+) -> QueryResult<()> {
+    match health {
+        Health::Success => {
+            // Only when it changes something that matters: otherwise every
+            // concurrent success to one endpoint would queue on that
+            // endpoint row's lock, serialising its deliveries across all
+            // dispatchers. A row the WHERE skips is not locked.
+            diesel::sql_query(
+                "UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL
+                  WHERE id = $1
+                    AND (failing_since IS NOT NULL OR last_success_at IS NULL
+                         OR last_success_at < now() - interval '1 second')",
+            )
+            .bind::<SqlUuid, _>(endpoint_id)
+            .execute(conn)?;
+        }
+        Health::Failing => mark_failing(conn, endpoint_id, disable_after_days)?,
+        Health::Gone => {
+            mark_failing(conn, endpoint_id, disable_after_days)?;
+            disable(conn, endpoint_id, "the endpoint answered 410 Gone")?;
+        }
+    }
+    Ok(())
+}
+
+/// One attempt's outcome, waiting to be recorded.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub claimed: Claimed,
+    pub log: AttemptLog,
+    pub verdict: Verdict,
+}
+
+#[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    lease_until: DateTime<Utc>,
+}
+
+/// Records many attempts in one transaction (one commit): for each, exactly
+/// what [`record`] does — the delivery row under its lease, its attempt-log
+/// row, its endpoint's health — with one statement for all the delivery
+/// rows and one for all the attempt rows. Returns, in order, whether each
+/// was recorded (`false`: its lease was lost and nothing of it was written).
+///
+/// Endpoint health is applied per endpoint in the order of the outcomes
+/// (repeating the same change in one transaction changes nothing, so runs of
+/// it are applied once), endpoints in id order, so that two dispatchers'
+/// batches lock endpoint rows in the same order and never deadlock.
+pub fn record_batch(
+    conn: &mut PgConnection,
+    outcomes: &[Outcome],
+    disable_after_days: u32,
+) -> QueryResult<Vec<bool>> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.transaction(|conn| {
+        let now = Utc::now();
+        let n = outcomes.len();
+        let (mut ids, mut leases, mut statuses, mut attempts, mut nexts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut errors, mut codes, mut bodies, mut durations, mut attempted_at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for o in outcomes {
+            let (status, next, count) = transition(&o.claimed, &o.verdict);
+            let attempted = o.verdict != Verdict::Abandoned;
+            ids.push(o.claimed.id);
+            leases.push(o.claimed.lease_until);
+            statuses.push(status.to_owned());
+            attempts.push(count);
+            nexts.push(next);
+            errors.push(o.log.error.clone());
+            codes.push(o.log.status_code);
+            bodies.push(o.log.response_body.clone());
+            durations.push(attempted.then_some(o.log.duration_ms));
+            attempted_at.push(attempted.then_some(now));
+        }
+        let recorded: Vec<Recorded> = diesel::sql_query(
+            "UPDATE webhook_deliveries AS d
+                SET status = v.status, attempts = v.attempts, next_attempt_at = v.next,
+                    leased_until = NULL, last_error = v.error, last_status_code = v.code,
+                    last_response_body = v.body, last_duration_ms = v.duration,
+                    last_attempt_at = v.attempted_at
+               FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    AS v(id, lease_until, status, attempts, next, error, code, body, duration,
+                         attempted_at)
+              WHERE d.id = v.id AND d.status = 'pending' AND d.next_attempt_at = v.lease_until
+          RETURNING d.id, v.lease_until",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Timestamptz>, _>(&leases)
+        .bind::<Array<Text>, _>(&statuses)
+        .bind::<Array<Int4>, _>(&attempts)
+        .bind::<Array<Timestamptz>, _>(&nexts)
+        .bind::<Array<Nullable<Text>>, _>(&errors)
+        .bind::<Array<Nullable<Int4>>, _>(&codes)
+        .bind::<Array<Nullable<Text>>, _>(&bodies)
+        .bind::<Array<Nullable<BigInt>>, _>(&durations)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&attempted_at)
+        .load(conn)?;
+        let done: Vec<bool> = outcomes
+            .iter()
+            .map(|o| {
+                recorded
+                    .iter()
+                    .any(|r| r.id == o.claimed.id && r.lease_until == o.claimed.lease_until)
+            })
+            .collect();
+        let log_rows: Vec<NewWebhookAttempt<'_>> = outcomes
+            .iter()
+            .zip(&done)
+            .filter(|(o, done)| **done && o.verdict != Verdict::Abandoned)
+            .map(|(o, _)| NewWebhookAttempt {
+                id: Uuid::now_v7(),
+                delivery_id: o.claimed.id,
+                workspace_id: o.claimed.workspace_id,
+                attempt: transition(&o.claimed, &o.verdict).2,
+                status_code: o.log.status_code,
+                error: o.log.error.as_deref(),
+                response_body: o.log.response_body.as_deref(),
+                duration_ms: o.log.duration_ms,
+            })
+            .collect();
+        if !log_rows.is_empty() {
+            diesel::insert_into(shared::schema::webhook_attempts::table)
+                .values(&log_rows)
+                .execute(conn)?;
+        }
+        let mut by_endpoint: BTreeMap<Uuid, Vec<Health>> = BTreeMap::new();
+        for (o, _) in outcomes.iter().zip(&done).filter(|(_, done)| **done) {
+            if let Some(h) = health(&o.verdict) {
+                let changes = by_endpoint.entry(o.claimed.endpoint_id).or_default();
+                if changes.last() != Some(&h) {
+                    changes.push(h);
+                }
+            }
+        }
+        for (endpoint_id, changes) in by_endpoint {
+            for h in changes {
+                apply_health(conn, endpoint_id, h, disable_after_days)?;
+            }
+        }
+        Ok(done)
+    })
+}
+
 /// Records an attempt under the lease of `claimed`, with its row in the
 /// attempt log; `false` when the lease was lost (the row was claimed again
 /// or changed), and nothing was written. An endpoint failing for
@@ -106,14 +299,7 @@ pub fn record(
     disable_after_days: u32,
 ) -> QueryResult<bool> {
     conn.transaction(|conn| {
-        let (status, next, attempts) = match verdict {
-            Verdict::Succeeded => ("succeeded", claimed.lease_until, claimed.attempts + 1),
-            Verdict::RetryAt(at) => ("pending", *at, claimed.attempts + 1),
-            Verdict::Exhausted | Verdict::Gone => {
-                ("failed", claimed.lease_until, claimed.attempts + 1)
-            }
-            Verdict::Abandoned => ("failed", claimed.lease_until, claimed.attempts),
-        };
+        let (status, next, attempts) = transition(claimed, verdict);
         let attempted = *verdict != Verdict::Abandoned;
         let updated = diesel::update(d::table)
             .filter(d::id.eq(claimed.id))
@@ -149,29 +335,8 @@ pub fn record(
                 },
             )?;
         }
-        match verdict {
-            Verdict::Succeeded => {
-                // Only when it changes something that matters: otherwise every
-                // concurrent success to one endpoint would queue on that
-                // endpoint row's lock, serialising its deliveries across all
-                // dispatchers. A row the WHERE skips is not locked.
-                diesel::sql_query(
-                    "UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL
-                      WHERE id = $1
-                        AND (failing_since IS NOT NULL OR last_success_at IS NULL
-                             OR last_success_at < now() - interval '1 second')",
-                )
-                .bind::<SqlUuid, _>(claimed.endpoint_id)
-                .execute(conn)?;
-            }
-            Verdict::RetryAt(_) | Verdict::Exhausted => {
-                mark_failing(conn, claimed.endpoint_id, disable_after_days)?
-            }
-            Verdict::Gone => {
-                mark_failing(conn, claimed.endpoint_id, disable_after_days)?;
-                disable(conn, claimed.endpoint_id, "the endpoint answered 410 Gone")?;
-            }
-            Verdict::Abandoned => {}
+        if let Some(h) = health(verdict) {
+            apply_health(conn, claimed.endpoint_id, h, disable_after_days)?;
         }
         Ok(true)
     })
