@@ -13,6 +13,7 @@ mod idempotency;
 mod keys;
 mod limits;
 mod listing;
+mod openapi;
 mod usage;
 mod validation;
 mod voices;
