@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod key_service;
 pub mod keys_listener;
 pub mod last_used;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;

@@ -120,8 +120,6 @@ impl Application {
                 .app_data(http::path_config())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(data.clone())
-                .route("/healthz", web::get().to(http::healthz))
-                .route("/readyz", web::get().to(readyz))
                 .configure(|c| shared::metrics::configure(c, &metrics, serve_metrics))
                 .configure(crate::routes::configure)
                 .default_service(web::to(http::default_service))
@@ -190,7 +188,20 @@ impl Application {
     }
 }
 
-async fn readyz(state: web::Data<State>) -> HttpResponse {
+/// Readiness: the database and the broker answer, and key invalidations
+/// are being received.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = shared::http::Health),
+        (status = 503, description = "A dependency is unreachable; `failing` names it",
+            body = shared::http::Health,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     let mut failing = Vec::new();
     if !state.keys.is_listening() {
         // Without invalidations a revoked key could be served from the cache.

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{GenerationId, WorkspaceId};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Alignment {
     pub duration_ms: u64,
     pub words: Vec<Word>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Word {
     pub word: String,

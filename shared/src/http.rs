@@ -29,20 +29,31 @@ pub fn current_request_id() -> Option<String> {
 }
 
 /// The body of every error answer: `{"error": {...}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
+    /// The class of error, from the status: `invalid_request`,
+    /// `authentication_error`, `insufficient_credits`, `permission_error`,
+    /// `rate_limit_error`, `service_unavailable`, `api_error`.
     #[serde(rename = "type")]
+    #[schema(example = "invalid_request")]
     pub kind: String,
+    /// Stable, snake_case: what a program matches on.
+    #[schema(example = "text_too_long")]
     pub code: String,
+    /// For people; may change.
+    #[schema(example = "text has 120001 characters; the limit is 100000")]
     pub message: String,
+    /// The request field or parameter at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "text")]
     pub param: Option<String>,
+    /// The `X-Request-Id` of the request; quote it when reporting a fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
@@ -301,9 +312,35 @@ pub async fn default_service(req: HttpRequest) -> Result<HttpResponse, ApiError>
     ))
 }
 
+/// The body of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable` with what is `failing`.
+    #[schema(example = "ready")]
+    pub status: String,
+    /// The dependencies that do not answer (only when unavailable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<String>,
+}
+
+impl Health {
+    fn new(status: &str, failing: &[&str]) -> Self {
+        Self {
+            status: status.to_owned(),
+            failing: failing.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+}
+
 /// The `GET /healthz` answer: the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health))
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health::new("ok", &[]))
 }
 
 /// The `GET /readyz` answer: 200 when every dependency given answers,
@@ -334,10 +371,10 @@ pub async fn readiness_with(
         failing.push("broker");
     }
     if failing.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+        HttpResponse::Ok().json(Health::new("ready", &[]))
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
-            .json(serde_json::json!({ "status": "unavailable", "failing": failing }))
+            .json(Health::new("unavailable", &failing))
     }
 }

@@ -64,12 +64,14 @@ pub struct RotateKeyRequest {
 }
 
 /// A key as the API shows it (never its secret or hash).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub id: KeyId,
     pub name: String,
+    /// The first characters of the secret, to recognise it.
     pub prefix: String,
+    #[schema(example = json!(["generations:write", "generations:read"]))]
     pub scopes: Vec<String>,
     #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -84,11 +86,12 @@ pub struct KeyView {
 }
 
 /// A key just created or rotated, with its secret: shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: KeyView,
+    /// `vp_` + 40 base62 characters; shown this once.
     pub secret: String,
 }
 

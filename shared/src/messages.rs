@@ -18,7 +18,7 @@ pub enum JobMessage {
 }
 
 /// The events of API.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     #[serde(rename = "generation.completed")]
     GenerationCompleted,
@@ -80,6 +80,70 @@ pub struct Event {
     /// messages written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_endpoint: Option<WebhookId>,
+}
+
+/// The `data` of each webhook event (API.md "Webhooks"); the body is
+/// `{"event": "<type>", "data": {...}}`.
+/// `data` of `generation.completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerationCompletedData {
+    pub id: GenerationId,
+    /// `completed`.
+    #[schema(example = "completed")]
+    pub status: String,
+    #[schema(example = "voice_8f2a1c")]
+    pub voice_id: String,
+    #[schema(example = "wav")]
+    pub format: String,
+    pub duration_ms: i64,
+    /// A signed, expiring URL of the audio that needs no key, minted for
+    /// each attempt by the dispatcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_url: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
+    pub completed_at: DateTime<Utc>,
+    /// The generation's `metadata`, when it had some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `data` of `generation.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerationFailedData {
+    pub id: GenerationId,
+    /// `failed`.
+    #[schema(example = "failed")]
+    pub status: String,
+    pub voice_id: String,
+    pub format: String,
+    /// Why: `{"code", "message"}`.
+    pub error: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `data` of `voice.ready`: the cloned voice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VoiceReadyData {
+    pub id: String,
+    pub name: String,
+    /// `cloned`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub language: String,
+    /// `ready`.
+    pub status: String,
+}
+
+/// `data` of `webhook.test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookTestData {
+    pub endpoint_id: WebhookId,
+    pub message: String,
 }
 
 /// Keys revoked or rotated, on the `voiceprod.keys` fanout.

@@ -7,7 +7,7 @@
 //! dispatcher's unique (event, endpoint) delivery row deduplicates it.
 
 use shared::ids::{GenerationId, MessageId, WorkspaceId};
-use shared::messages::{Event, EventType};
+use shared::messages::{Event, EventType, GenerationCompletedData, GenerationFailedData};
 use shared::models::{Generation, GenerationStatus};
 use uuid::Uuid;
 
@@ -30,25 +30,28 @@ pub fn terminal_event(g: &Generation) -> Option<Event> {
         GenerationStatus::Processing => return None,
         GenerationStatus::Completed => (
             EventType::GenerationCompleted,
-            serde_json::json!({
-                "id": generation_id.to_string(),
-                "status": "completed",
-                "voiceId": g.voice_id,
-                "format": g.format,
-                "durationMs": g.duration_ms.unwrap_or(0),
-                "completedAt": shared::time::format(completed_at),
+            serde_json::json!(GenerationCompletedData {
+                id: generation_id,
+                status: "completed".to_owned(),
+                voice_id: g.voice_id.clone(),
+                format: g.format.clone(),
+                duration_ms: g.duration_ms.unwrap_or(0),
+                audio_url: None,
+                completed_at,
+                metadata: None,
             }),
         ),
         GenerationStatus::Failed => (
             EventType::GenerationFailed,
-            serde_json::json!({
-                "id": generation_id.to_string(),
-                "status": "failed",
-                "voiceId": g.voice_id,
-                "format": g.format,
-                "error": g.error.clone().unwrap_or_else(|| serde_json::json!({
+            serde_json::json!(GenerationFailedData {
+                id: generation_id,
+                status: "failed".to_owned(),
+                voice_id: g.voice_id.clone(),
+                format: g.format.clone(),
+                error: g.error.clone().unwrap_or_else(|| serde_json::json!({
                     "code": "synthesis_failed", "message": "the generation failed"
                 })),
+                metadata: None,
             }),
         ),
     };

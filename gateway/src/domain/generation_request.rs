@@ -16,19 +16,29 @@ pub const SAMPLE_RATES: [u32; 6] = [8000, 16000, 22050, 24000, 44100, 48000];
 
 /// The body as sent. Unknown fields are refused (400) rather than ignored,
 /// so a typo such as `voice_id` is not silently dropped.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"text": "Welcome to Voice Production AI. Let's build something that speaks.", "voiceId": "voice_8f2a1c", "format": "wav"}))]
 pub struct CreateGeneration {
+    /// 1 to 100,000 characters (plain text, or SSML with `textType: ssml`).
     pub text: String,
+    /// A preset voice or a ready cloned voice of this workspace.
+    #[schema(example = "voice_8f2a1c")]
     pub voice_id: String,
+    /// `wav`, `mp3` (default), `ogg` (Opus), `flac` or `pcm` (s16le), as the plan allows.
     #[serde(default)]
+    #[schema(example = "wav")]
     pub format: Option<String>,
+    /// `text` (default) or `ssml`.
     #[serde(default)]
     pub text_type: Option<String>,
+    /// One of 8000, 16000, 22050, 24000, 44100, 48000 Hz.
     #[serde(default)]
     pub sample_rate: Option<u32>,
+    /// 0.5 to 2.0 (default 1.0).
     #[serde(default)]
     pub speed: Option<f32>,
+    /// A JSON object of at most 4 KiB, echoed in the webhooks.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
 }

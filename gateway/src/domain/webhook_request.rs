@@ -17,11 +17,16 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"url": "https://example.com/webhooks/voiceprod", "events": ["generation.completed"]}))]
 pub struct CreateWebhook {
+    /// An http(s) URL without credentials, at most 2048 characters.
     pub url: String,
+    /// `generation.completed`, `generation.failed`, `voice.ready`; at least one.
+    #[schema(value_type = Vec<EventType>)]
     pub events: Vec<String>,
+    /// At most 500 characters.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -44,15 +49,17 @@ impl CreateWebhook {
 }
 
 /// `PATCH /v1/webhooks/{id}`: absent fields are left alone.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhook {
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<EventType>>)]
     pub events: Option<Vec<String>>,
     /// `Some(None)`: `"description": null`, which clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -142,19 +149,28 @@ fn valid_description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 /// `?limit=&cursor=` of `GET /v1/webhooks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EndpointPageQuery {
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// `?status=&limit=&cursor=` of `GET /v1/webhooks/{id}/deliveries`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryPageQuery {
+    /// Only deliveries with this status: `pending`, `succeeded`, `failed`.
     pub status: Option<String>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 

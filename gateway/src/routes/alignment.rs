@@ -7,11 +7,11 @@
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpResponse, web};
 use object_store::ObjectStoreExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use shared::alignment::{Alignment, alignment_key, to_srt, to_vtt};
+use shared::alignment::{Alignment, Word, alignment_key, to_srt, to_vtt};
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{GenerationId, WorkspaceId};
 use shared::models::Generation;
 
@@ -19,16 +19,48 @@ use crate::auth::Principal;
 use crate::routes::generations::stored_audio;
 use crate::startup::State;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/generations/{id}/alignment", web::get().to(get));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.get("/v1/generations/{id}/alignment", get);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Query {
+#[into_params(parameter_in = Query)]
+pub struct Query {
+    /// `json` (default), `srt` or `vtt`.
     format: Option<String>,
 }
 
+/// Word timestamps as JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlignmentView {
+    generation_id: GenerationId,
+    duration_ms: u64,
+    words: Vec<Word>,
+}
+
+/// Word timestamps of a completed generation, as JSON or subtitles.
+#[utoipa::path(
+    get,
+    path = "/v1/generations/{id}/alignment",
+    tag = "generations",
+    operation_id = "getGenerationAlignment",
+    params(("id" = GenerationId, Path, description = "The generation"), Query),
+    responses(
+        (status = 200, description = "The words with their times", content(
+            (AlignmentView = "application/json"),
+            (String = "application/x-subrip"),
+            (String = "text/vtt"),
+        )),
+        (status = 400, description = "A format other than json, srt or vtt", body = ErrorEnvelope),
+        (status = 404, description = "No such generation in this workspace, or audio rendered without word timestamps", body = ErrorEnvelope),
+        (status = 409, description = "Still processing, or failed", body = ErrorEnvelope),
+        (status = 410, description = "Deleted with its audio", body = ErrorEnvelope),
+        (status = 503, description = "The audio store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["generations:read"]))
+)]
 async fn get(
     state: web::Data<State>,
     principal: Principal,
@@ -76,10 +108,10 @@ async fn get(
         "vtt" => HttpResponse::Ok()
             .insert_header((CONTENT_TYPE, "text/vtt; charset=utf-8"))
             .body(to_vtt(&alignment)),
-        _ => HttpResponse::Ok().json(serde_json::json!({
-            "generationId": id,
-            "durationMs": alignment.duration_ms,
-            "words": alignment.words,
-        })),
+        _ => HttpResponse::Ok().json(AlignmentView {
+            generation_id: id,
+            duration_ms: alignment.duration_ms,
+            words: alignment.words,
+        }),
     })
 }

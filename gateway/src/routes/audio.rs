@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::GenerationId;
 use shared::models::{Generation, GenerationStatus};
 use shared::signing::{self, AudioUrlCheck};
@@ -19,8 +19,8 @@ use shared::signing::{self, AudioUrlCheck};
 use crate::routes::generations::stored_audio;
 use crate::startup::State;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/audio/{id}", web::get().to(signed));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.get("/v1/audio/{id}", signed);
 }
 
 /// A signed URL for a generation's audio, valid for `audio_urls.ttl_secs`.
@@ -96,12 +96,39 @@ pub async fn audio_response(state: &State, g: Generation) -> Result<HttpResponse
         .streaming(stream))
 }
 
-#[derive(Deserialize)]
-struct Signature {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Signature {
+    /// Unix seconds after which the URL is refused.
     expires: Option<String>,
+    /// The URL's signature.
     signature: Option<String>,
 }
 
+/// The audio behind a signed `audioUrl`; needs no key.
+#[utoipa::path(
+    get,
+    path = "/v1/audio/{id}",
+    tag = "generations",
+    operation_id = "getSignedAudio",
+    params(("id" = GenerationId, Path, description = "The generation"), Signature),
+    responses(
+        (status = 200, description = "The audio, in the generation's format", content(
+            (crate::openapi::Binary = "audio/wav"),
+            (crate::openapi::Binary = "audio/mpeg"),
+            (crate::openapi::Binary = "audio/ogg"),
+            (crate::openapi::Binary = "audio/flac"),
+            (crate::openapi::Binary = "audio/L16"),
+        )),
+        (status = 400, description = "A query string that cannot be read", body = ErrorEnvelope),
+        (status = 403, description = "A tampered (`invalid_signature`) or expired (`url_expired`) URL", body = ErrorEnvelope),
+        (status = 404, description = "No such generation", body = ErrorEnvelope),
+        (status = 409, description = "Still processing, or failed", body = ErrorEnvelope),
+        (status = 410, description = "Deleted with its audio", body = ErrorEnvelope),
+        (status = 503, description = "The audio store is unavailable", body = ErrorEnvelope),
+    ),
+    security(())
+)]
 async fn signed(
     state: web::Data<State>,
     path: web::Path<String>,

@@ -8,8 +8,9 @@
 //! with `Cache-Control: no-cache`, so browsers revalidate cheaply and never
 //! run a stale script after an upgrade.
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, guard, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use shared::http::ApiError;
 
@@ -89,14 +90,12 @@ static ASSETS: &[Asset] = &[
     asset!("pages/webhooks.js", JS),
 ];
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
-    cfg.route("/console", web::route().guard(get_or_head()).to(index))
-        .route("/console/", web::route().guard(get_or_head()).to(index))
-        .route(
-            "/console/{path:.*}",
-            web::route().guard(get_or_head()).to(asset),
-        );
+pub fn routes(r: &mut crate::routes::Routes) {
+    for method in [Method::GET, Method::HEAD] {
+        r.route(method.clone(), "/console", index)
+            .route(method.clone(), "/console/", index)
+            .route(method, "/console/{path:.*}", asset);
+    }
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {

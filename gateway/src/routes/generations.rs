@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use shared::amqp::SYNTH_ROUTING_KEY;
 use shared::db::DbError;
 use shared::formats::AudioFormat;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{GenerationId, WorkspaceId};
 use shared::messages::JobMessage;
 use shared::models::generation::CreateError;
@@ -40,20 +40,23 @@ pub const CREDITS_HEADER: &str = "x-credits-charged";
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/generations", web::post().to(create))
-        .route("/v1/generations", web::get().to(list))
-        .route("/v1/generations/{id}", web::get().to(get))
-        .route("/v1/generations/{id}", web::delete().to(delete))
-        .route("/v1/generations/{id}/audio", web::get().to(audio));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.post("/v1/generations", create)
+        .get("/v1/generations", list)
+        .get("/v1/generations/{id}", get)
+        .delete("/v1/generations/{id}", delete)
+        .get("/v1/generations/{id}/audio", audio);
 }
 
 /// The 202 body: exactly the shape of API.md.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Accepted {
+pub struct Accepted {
     id: GenerationId,
+    /// Always `processing`.
+    #[schema(value_type = String, example = "processing")]
     status: &'static str,
+    #[schema(example = "voice_8f2a1c")]
     voice_id: String,
     credits: i64,
     #[serde(serialize_with = "shared::time::serialize")]
@@ -61,12 +64,17 @@ struct Accepted {
 }
 
 /// A generation as `GET` shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerationView {
     id: GenerationId,
+    /// `processing`, `completed` or `failed`.
+    #[schema(example = "completed")]
     status: String,
+    #[schema(example = "voice_8f2a1c")]
     voice_id: String,
+    /// `wav`, `mp3`, `ogg`, `flac` or `pcm`.
+    #[schema(example = "wav")]
     format: String,
     credits: i64,
     characters: i64,
@@ -74,6 +82,7 @@ pub struct GenerationView {
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<i64>,
+    /// A signed, expiring URL of the audio that needs no key (completed only).
     #[serde(skip_serializing_if = "Option::is_none")]
     audio_url: Option<String>,
     #[serde(
@@ -81,6 +90,7 @@ pub struct GenerationView {
         serialize_with = "shared::time::serialize_opt"
     )]
     completed_at: Option<DateTime<Utc>>,
+    /// Why it failed: `{"code", "message"}` (failed only).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +126,34 @@ fn payment_required(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message)
 }
 
+/// Create a generation: credits are reserved and the job queued; the
+/// result arrives by webhook or `GET /v1/generations/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/generations",
+    tag = "generations",
+    operation_id = "createGeneration",
+    request_body = CreateGeneration,
+    params(crate::openapi::IdempotencyKey),
+    responses(
+        (status = 202, description = "Accepted and charged; the generation is processing", body = Accepted,
+            headers(
+                ("Location" = String, description = "`/v1/generations/{id}`"),
+                ("X-Credits-Charged" = i64, description = "The credits charged"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
+            )),
+        (status = 400, description = "Malformed body, unknown format or textType, speed, sampleRate or metadata out of range, bad Idempotency-Key", body = ErrorEnvelope),
+        (status = 402, description = "Not enough credits left in this period (`insufficient_credits`), or over this key's limit (`key_credit_limit`)", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks generations:write, the plan lacks API access or the format (`format_not_in_plan`)", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+        (status = 422, description = "Empty or too long text, invalid SSML, control characters, unknown voice, a sample rate the format cannot encode", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited, or the workspace has its plan's maximum of generations processing", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The job queue is down or the system is busy; nothing was charged", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("apiKey" = ["generations:write"]))
+)]
 async fn create(
     req: HttpRequest,
     state: web::Data<State>,
@@ -276,14 +314,32 @@ impl Accepted {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+    /// Only generations with this status: `processing`, `completed`, `failed`.
     status: Option<String>,
 }
 
+/// List generations, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/generations",
+    tag = "generations",
+    operation_id = "listGenerations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of generations", body = PageView<GenerationView>),
+        (status = 400, description = "limit out of range, unknown status, a cursor this list did not return", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["generations:read"]))
+)]
 async fn list(
     state: web::Data<State>,
     principal: Principal,
@@ -364,6 +420,20 @@ async fn list(
 /// row stays with its credits, characters and times (usage stays exact).
 /// A generation still processing is 409 `generation_processing`: delete it
 /// once it completed or failed. Deleting twice is fine (204 again).
+#[utoipa::path(
+    delete,
+    path = "/v1/generations/{id}",
+    tag = "generations",
+    operation_id = "deleteGeneration",
+    params(("id" = GenerationId, Path, description = "The generation")),
+    responses(
+        (status = 204, description = "Its audio, alignment and text are gone (also when deleted before)"),
+        (status = 404, description = "No such generation in this workspace", body = ErrorEnvelope),
+        (status = 409, description = "Still processing (`generation_processing`)", body = ErrorEnvelope),
+        (status = 503, description = "The audio store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["generations:write"]))
+)]
 async fn delete(
     state: web::Data<State>,
     principal: Principal,
@@ -452,6 +522,18 @@ async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<Generat
         .ok_or_else(|| ApiError::not_found("generation"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/generations/{id}",
+    tag = "generations",
+    operation_id = "getGeneration",
+    params(("id" = GenerationId, Path, description = "The generation")),
+    responses(
+        (status = 200, description = "The generation", body = GenerationView),
+        (status = 404, description = "No such generation in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["generations:read"]))
+)]
 async fn get(
     state: web::Data<State>,
     principal: Principal,
@@ -463,6 +545,28 @@ async fn get(
     Ok(HttpResponse::Ok().json(GenerationView::new(g, url)))
 }
 
+/// The audio of a completed generation, streamed.
+#[utoipa::path(
+    get,
+    path = "/v1/generations/{id}/audio",
+    tag = "generations",
+    operation_id = "getGenerationAudio",
+    params(("id" = GenerationId, Path, description = "The generation")),
+    responses(
+        (status = 200, description = "The audio, in the generation's format", content(
+            (crate::openapi::Binary = "audio/wav"),
+            (crate::openapi::Binary = "audio/mpeg"),
+            (crate::openapi::Binary = "audio/ogg"),
+            (crate::openapi::Binary = "audio/flac"),
+            (crate::openapi::Binary = "audio/L16"),
+        )),
+        (status = 404, description = "No such generation in this workspace", body = ErrorEnvelope),
+        (status = 409, description = "Still processing (`audio_not_ready`) or failed (`generation_failed`)", body = ErrorEnvelope),
+        (status = 410, description = "Deleted with its audio (`generation_deleted`)", body = ErrorEnvelope),
+        (status = 503, description = "The audio store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["generations:read"]))
+)]
 async fn audio(
     state: web::Data<State>,
     principal: Principal,

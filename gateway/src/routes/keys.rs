@@ -23,32 +23,40 @@ use shared::keys_api::{
 use crate::auth::Principal;
 use crate::startup::State;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/keys", web::post().to(create))
-        .route("/v1/keys", web::get().to(list))
-        .route("/v1/keys/{id}/rotate", web::post().to(rotate))
-        .route("/v1/keys/{id}", web::delete().to(revoke));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.post("/v1/keys", create)
+        .get("/v1/keys", list)
+        .post("/v1/keys/{id}/rotate", rotate)
+        .delete("/v1/keys/{id}", revoke);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateKey {
+#[schema(example = json!({"name": "production", "scopes": ["generations:write", "generations:read"]}))]
+pub struct CreateKey {
     name: String,
+    /// Among `generations:read`, `generations:write`, `voices:read`,
+    /// `voices:write`, `webhooks:manage`, `keys:manage`, `usage:read`; at
+    /// most the scopes of the key making the request.
     scopes: Vec<String>,
+    /// In the future; absent: never expires.
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+    /// Credits this key may spend per period; absent: the workspace's allowance.
     #[serde(default)]
     credit_limit: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RotateKey {
+pub struct RotateKey {
+    /// How long the old secret keeps working.
+    #[schema(example = 3600)]
     grace_period_seconds: i64,
 }
 
 /// This period's usage of one key, from the ledger.
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyUsage {
     /// Net credits: charges less refunds.
@@ -57,17 +65,17 @@ pub struct KeyUsage {
     requests: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct KeyWithUsage {
+pub struct KeyWithUsage {
     #[serde(flatten)]
     key: KeyView,
     usage: KeyUsage,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct KeyList {
+pub struct KeyList {
     data: Vec<KeyWithUsage>,
     has_more: bool,
 }
@@ -102,6 +110,23 @@ async fn answer<T: serde::de::DeserializeOwned>(
     )))
 }
 
+/// Create a key; the answer carries its secret, once.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "createKey",
+    request_body = CreateKey,
+    params(crate::openapi::IdempotencyKey),
+    responses(
+        (status = 201, description = "Created, with its `secret`", body = CreatedKey),
+        (status = 400, description = "Invalid name, scopes, expiresAt or creditLimit", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks keys:manage, or asks for a scope it does not hold itself", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+        (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["keys:manage"]))
+)]
 async fn create(
     state: web::Data<State>,
     principal: Principal,
@@ -129,6 +154,18 @@ async fn create(
     Ok(HttpResponse::Created().json(created))
 }
 
+/// Every key of the workspace, with this period's usage.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "listKeys",
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["keys:manage"]))
+)]
 async fn list(state: web::Data<State>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.require("keys:manage")?;
     let sent = state
@@ -158,6 +195,24 @@ async fn list(state: web::Data<State>, principal: Principal) -> Result<HttpRespo
     }))
 }
 
+/// A new secret for this key; the old one works until the grace period ends.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/rotate",
+    tag = "keys",
+    operation_id = "rotateKey",
+    params(("id" = KeyId, Path, description = "The key")),
+    request_body = RotateKey,
+    responses(
+        (status = 201, description = "The new key, with its `secret`", body = CreatedKey),
+        (status = 400, description = "Invalid gracePeriodSeconds", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks keys:manage, or the rotated key holds scopes it does not", body = ErrorEnvelope),
+        (status = 404, description = "No such key in this workspace", body = ErrorEnvelope),
+        (status = 409, description = "The key was already rotated or revoked", body = ErrorEnvelope),
+        (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["keys:manage"]))
+)]
 async fn rotate(
     state: web::Data<State>,
     principal: Principal,
@@ -187,6 +242,20 @@ async fn rotate(
     Ok(HttpResponse::Created().json(created))
 }
 
+/// Revoke a key at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revokeKey",
+    params(("id" = KeyId, Path, description = "The key")),
+    responses(
+        (status = 200, description = "The key, revoked", body = KeyView),
+        (status = 404, description = "No such key in this workspace", body = ErrorEnvelope),
+        (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["keys:manage"]))
+)]
 async fn revoke(
     state: web::Data<State>,
     principal: Principal,

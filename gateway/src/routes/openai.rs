@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::GenerationId;
 use shared::models::{Generation, GenerationStatus};
 use shared::voices;
@@ -81,13 +81,13 @@ pub const OPENAI_VOICES: [(&str, &str); 13] = [
 const SAFETY_POLL: Duration = Duration::from_secs(2);
 const FALLBACK_POLL: Duration = Duration::from_millis(250);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/audio/speech", web::post().to(speech));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.post("/v1/audio/speech", speech);
 }
 
 /// OpenAI's `audio.speech.create` body. Fields OpenAI may add later are
 /// ignored, as its clients expect of a compatible server.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SpeechRequest {
     /// `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, … (see [`MODELS`]).
     pub model: String,
@@ -110,7 +110,7 @@ pub struct SpeechRequest {
 }
 
 /// `"alloy"` or OpenAI's custom-voice form `{"id": "voice_…"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SpeechVoice {
     Name(String),
@@ -201,6 +201,39 @@ impl SpeechRequest {
     }
 }
 
+/// OpenAI-compatible speech: an ordinary generation (charged, listed,
+/// webhooks fire) whose answer is the audio itself, once the worker is done.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/speech",
+    tag = "generations",
+    operation_id = "createSpeech",
+    request_body = SpeechRequest,
+    responses(
+        (status = 200, description = "The audio, 24 kHz, in `response_format`", content(
+            (crate::openapi::Binary = "audio/mpeg"),
+            (crate::openapi::Binary = "audio/ogg"),
+            (crate::openapi::Binary = "audio/flac"),
+            (crate::openapi::Binary = "audio/wav"),
+            (crate::openapi::Binary = "audio/L16"),
+        ), headers(
+            ("X-Generation-Id" = String, description = "The generation behind this answer"),
+            ("X-Credits-Charged" = i64, description = "The credits charged"),
+        )),
+        (status = 400, description = "Malformed body, unknown model, response_format (`aac`), stream_format, speed outside 0.5–2.0", body = ErrorEnvelope),
+        (status = 402, description = "Not enough credits left in this period, or over this key's limit", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks generations:write or the plan lacks API access", body = ErrorEnvelope),
+        (status = 422, description = "Empty or too long input, control characters, unknown voice", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited, or too many generations processing", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "The generation failed (`generation_failed`); its credits are refunded", body = ErrorEnvelope),
+        (status = 503, description = "The job queue is down or the system is busy; nothing was charged", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "Not finished within `gateway.speech_timeout_ms` (`generation_timeout`); it goes on and is charged once: fetch it from `Location`", body = ErrorEnvelope,
+            headers(("Location" = String, description = "`/v1/generations/{id}`"))),
+    ),
+    security(("apiKey" = ["generations:write"]))
+)]
 async fn speech(
     req: HttpRequest,
     state: web::Data<State>,

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{KeyId, WorkspaceId};
 use shared::models::Workspace;
 use shared::models::usage::{UsageBucket, usage_by_day, usage_by_key};
@@ -22,32 +22,31 @@ use crate::startup::State;
 /// Days one `GET /v1/usage` may span.
 const MAX_DAYS: i64 = 366;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/workspace", web::get().to(workspace))
-        .route("/v1/usage", web::get().to(usage));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.get("/v1/workspace", workspace).get("/v1/usage", usage);
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Period {
+pub struct Period {
     #[serde(serialize_with = "shared::time::serialize")]
     start: DateTime<Utc>,
     #[serde(serialize_with = "shared::time::serialize")]
     end: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Limits {
+pub struct Limits {
     /// Per key, `null`: none.
     requests_per_second: Option<i64>,
     /// Generations processing at once, `null`: none.
     max_in_flight: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct WorkspaceView {
+pub struct WorkspaceView {
     id: WorkspaceId,
     name: String,
     plan: String,
@@ -60,6 +59,15 @@ struct WorkspaceView {
     limits: Limits,
 }
 
+/// The plan, this period's allowance and use, and the limits.
+#[utoipa::path(
+    get,
+    path = "/v1/workspace",
+    tag = "usage",
+    operation_id = "getWorkspace",
+    responses((status = 200, description = "The workspace", body = WorkspaceView)),
+    security(("apiKey" = ["usage:read"]))
+)]
 async fn workspace(
     state: web::Data<State>,
     principal: Principal,
@@ -89,24 +97,27 @@ async fn workspace(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UsageQuery {
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
     /// First UTC day (`YYYY-MM-DD`), default the period's first day.
     from: Option<String>,
     /// Last UTC day, included; default today.
     to: Option<String>,
     /// `day` (default) or `key`.
+    #[param(pattern = "^(day|key)$")]
     group_by: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Bucket {
+pub struct Bucket {
     #[serde(skip_serializing_if = "Option::is_none")]
     date: Option<String>,
     /// With `groupBy=key`; `null` for usage of a deleted key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<KeyId>)]
     key_id: Option<Option<KeyId>>,
     credits: i64,
     characters: i64,
@@ -114,19 +125,20 @@ struct Bucket {
     refunds: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct UsageView {
+pub struct UsageView {
     from: String,
     to: String,
+    #[schema(value_type = String, example = "day")]
     group_by: &'static str,
     data: Vec<Bucket>,
     total: Totals,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Totals {
+pub struct Totals {
     credits: i64,
     characters: i64,
     generations: i64,
@@ -146,6 +158,19 @@ fn day(raw: Option<&str>, param: &str, default: NaiveDate) -> Result<NaiveDate, 
     }
 }
 
+/// Credits, characters and generations per day or per key, from the ledger.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    operation_id = "getUsage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "The buckets and their total", body = UsageView),
+        (status = 400, description = "A date that is not YYYY-MM-DD, to before from, more than 366 days, unknown groupBy", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["usage:read"]))
+)]
 async fn usage(
     state: web::Data<State>,
     principal: Principal,

@@ -28,9 +28,9 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{MessageId, WorkspaceId};
-use shared::messages::{Event, EventMessage, EventType};
+use shared::messages::{Event, EventMessage, EventType, VoiceReadyData};
 use shared::voices::analysis::{self, MAX_SAMPLE_BYTES};
 use shared::voices::cloned::{self, ClonedVoice};
 use shared::voices::{self, EngineKind, Gender, Preset};
@@ -45,26 +45,34 @@ const MAX_TEXT_FIELD_BYTES: usize = 4096;
 const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 50;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/voices", web::get().to(list))
-        .route("/v1/voices", web::post().to(create))
-        .route("/v1/voices/{id}", web::get().to(get))
-        .route("/v1/voices/{id}", web::delete().to(delete));
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.get("/v1/voices", list)
+        .post("/v1/voices", create)
+        .get("/v1/voices/{id}", get)
+        .delete("/v1/voices/{id}", delete);
 }
 
 /// A voice as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceView {
+    #[schema(example = "voice_8f2a1c")]
     id: String,
     name: String,
+    /// `preset` or `cloned`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "preset")]
     kind: &'static str,
+    /// BCP 47 language tag.
+    #[schema(example = "en-US")]
     language: String,
+    /// `female`, `male` or `neutral`.
     gender: Option<String>,
     description: Option<String>,
     /// `espeak-ng` or `piper` (neural).
+    #[schema(value_type = String, example = "piper")]
     engine: EngineKind,
+    /// Cloned voices: `ready`.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
     #[serde(
@@ -129,16 +137,35 @@ pub async fn is_usable_cloned_voice(
     Ok(found.is_some_and(|v| v.status == "ready"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// A language tag or its primary language (`en` matches `en-GB`).
     language: Option<String>,
+    /// `female`, `male` or `neutral`.
     gender: Option<String>,
+    /// `preset` or `cloned`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     kind: Option<String>,
+    /// `espeak-ng` or `piper` (neural voices).
     engine: Option<String>,
+    /// Items per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of voices: presets in catalog order, then cloned voices.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoicePage {
+    data: Vec<VoiceView>,
+    has_more: bool,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
 }
 
 fn language_matches(filter: &str, language: &str) -> bool {
@@ -148,6 +175,18 @@ fn language_matches(filter: &str, language: &str) -> bool {
             && language[..filter.len()].eq_ignore_ascii_case(filter))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/voices",
+    tag = "voices",
+    operation_id = "listVoices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of voices", body = VoicePage),
+        (status = 400, description = "Unknown gender or type, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["voices:read"]))
+)]
 async fn list(
     state: web::Data<State>,
     principal: Principal,
@@ -239,11 +278,11 @@ async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "data": page,
-        "hasMore": has_more,
-        "nextCursor": next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(VoicePage {
+        data: page,
+        has_more,
+        next_cursor,
+    }))
 }
 
 async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<VoiceView, ApiError> {
@@ -259,6 +298,18 @@ async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<VoiceVi
         .ok_or_else(|| ApiError::not_found("voice"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/voices/{id}",
+    tag = "voices",
+    operation_id = "getVoice",
+    params(("id" = String, Path, description = "The voice", example = "voice_8f2a1c")),
+    responses(
+        (status = 200, description = "The voice", body = VoiceView),
+        (status = 404, description = "No such voice (presets, and this workspace's cloned voices)", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["voices:read"]))
+)]
 async fn get(
     state: web::Data<State>,
     principal: Principal,
@@ -268,6 +319,20 @@ async fn get(
     Ok(HttpResponse::Ok().json(find(&state, principal.workspace_id, &path).await?))
 }
 
+/// Delete a cloned voice of this workspace.
+#[utoipa::path(
+    delete,
+    path = "/v1/voices/{id}",
+    tag = "voices",
+    operation_id = "deleteVoice",
+    params(("id" = String, Path, description = "The voice", example = "voice_8f2a1c")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such cloned voice in this workspace", body = ErrorEnvelope),
+        (status = 422, description = "A preset voice (`preset_voice`)", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["voices:write"]))
+)]
 async fn delete(
     state: web::Data<State>,
     principal: Principal,
@@ -290,6 +355,23 @@ async fn delete(
     } else {
         Err(ApiError::not_found("voice"))
     }
+}
+
+/// The multipart form of `POST /v1/voices`, as documented: the parts
+/// `read_form` accepts, by name (a part of another name is a 400).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CloneVoiceForm {
+    /// 1 to 100 characters.
+    name: String,
+    /// One or more WAV recordings of one speaker (≤ 10 MB each, ≤ 5 minutes in all).
+    #[schema(value_type = Vec<crate::openapi::Binary>)]
+    samples: Vec<Vec<u8>>,
+    /// BCP 47 tag of the catalog (default `en-US`).
+    language: Option<String>,
+    /// `female`, `male` or `neutral`.
+    gender: Option<String>,
+    description: Option<String>,
 }
 
 /// The multipart form as read.
@@ -379,6 +461,24 @@ async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, Api
     Ok(form)
 }
 
+/// Clone a voice from WAV samples (pitch, intonation range and speaking
+/// rate); it is `ready` in the answer and `voice.ready` is sent.
+#[utoipa::path(
+    post,
+    path = "/v1/voices",
+    tag = "voices",
+    operation_id = "createVoice",
+    request_body(content = CloneVoiceForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The cloned voice, ready", body = VoiceView),
+        (status = 400, description = "A multipart body that cannot be read, an unknown or too long field", body = ErrorEnvelope),
+        (status = 413, description = "A sample over 10 MB, or samples over 64 MB together", body = ErrorEnvelope),
+        (status = 415, description = "Not multipart/form-data", body = ErrorEnvelope),
+        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, samples that are not usable WAV or over 5 minutes", body = ErrorEnvelope),
+        (status = 503, description = "The event queue is unavailable; nothing was created", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["voices:write"]))
+)]
 async fn create(
     state: web::Data<State>,
     principal: Principal,
@@ -488,12 +588,12 @@ async fn announce_ready(
         event: EventType::VoiceReady,
         workspace_id: WorkspaceId(voice.workspace_id),
         occurred_at: Utc::now(),
-        data: serde_json::json!({
-            "id": voice.id,
-            "name": voice.name,
-            "type": "cloned",
-            "language": voice.language,
-            "status": "ready",
+        data: serde_json::json!(VoiceReadyData {
+            id: voice.id.clone(),
+            name: voice.name.clone(),
+            kind: "cloned".to_owned(),
+            language: voice.language.clone(),
+            status: "ready".to_owned(),
         }),
         audio_of: None,
         target_endpoint: None,

@@ -15,6 +15,7 @@ mod keys;
 mod limits;
 mod listing;
 mod observability;
+mod openapi;
 mod usage;
 mod validation;
 mod voices;

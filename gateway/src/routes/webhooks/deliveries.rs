@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{DeliveryId, WebhookId};
 use shared::models::{Requeue, WebhookAttempt, WebhookDelivery};
 
@@ -16,6 +16,20 @@ use crate::auth::Principal;
 use crate::domain::webhook_request::DeliveryPageQuery;
 use crate::startup::State;
 
+/// The deliveries of this endpoint, newest first, each with its attempts.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    operation_id = "listWebhookDeliveries",
+    params(("id" = WebhookId, Path, description = "The endpoint"), DeliveryPageQuery),
+    responses(
+        (status = 200, description = "A page of deliveries", body = PageView<DeliveryView>),
+        (status = 400, description = "limit out of range, unknown status, a cursor this list did not return", body = ErrorEnvelope),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn list(
     state: web::Data<State>,
     principal: Principal,
@@ -53,6 +67,22 @@ pub async fn list(
 /// Sends a delivery now (same `webhook-id`): a settled one again, a pending
 /// one without waiting for its next retry; 409 while a dispatcher is
 /// sending it at this moment.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+    tag = "webhooks",
+    operation_id = "retryWebhookDelivery",
+    params(
+        ("id" = WebhookId, Path, description = "The endpoint"),
+        ("deliveryId" = DeliveryId, Path, description = "The delivery"),
+    ),
+    responses(
+        (status = 202, description = "The delivery is queued to be sent now", body = DeliveryView),
+        (status = 404, description = "No such endpoint or delivery in this workspace", body = ErrorEnvelope),
+        (status = 409, description = "The endpoint is disabled, or the delivery is being sent right now", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn retry(
     state: web::Data<State>,
     principal: Principal,

@@ -7,9 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use shared::db::DbError;
-use shared::http::ApiError;
+use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{MessageId, WebhookId};
-use shared::messages::{Event, EventMessage, EventType};
+use shared::messages::{Event, EventMessage, EventType, WebhookTestData};
 use shared::models::{EndpointChanges, NewWebhookEndpoint, WebhookEndpoint};
 use shared::signing::generate_webhook_secret;
 
@@ -24,6 +24,21 @@ pub const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
 const SCOPE: &str = "webhooks:manage";
 
+/// Register an endpoint; the answer carries its signing secret, once.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    operation_id = "createWebhook",
+    request_body = CreateWebhook,
+    params(crate::openapi::IdempotencyKey),
+    responses(
+        (status = 201, description = "Created, with its `secret`", body = EndpointView),
+        (status = 400, description = "Invalid url, events or description, or a target the operator does not allow (`url_not_allowed`)", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn create(
     state: web::Data<State>,
     principal: Principal,
@@ -47,6 +62,18 @@ pub async fn create(
     Ok(HttpResponse::Created().json(EndpointView::new(endpoint, true)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    operation_id = "listWebhooks",
+    params(EndpointPageQuery),
+    responses(
+        (status = 200, description = "A page of endpoints, oldest first", body = PageView<EndpointView>),
+        (status = 400, description = "limit out of range or a cursor this list did not return", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn list(
     state: web::Data<State>,
     principal: Principal,
@@ -84,6 +111,18 @@ pub async fn find(
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    operation_id = "getWebhook",
+    params(("id" = WebhookId, Path, description = "The endpoint")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn get(
     state: web::Data<State>,
     principal: Principal,
@@ -94,6 +133,21 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(EndpointView::new(endpoint, false)))
 }
 
+/// Change url, events, description (`null` clears it) or enabled.
+#[utoipa::path(
+    patch,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    operation_id = "updateWebhook",
+    params(("id" = WebhookId, Path, description = "The endpoint")),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, description = "The endpoint as changed", body = EndpointView),
+        (status = 400, description = "Invalid url, events or description, or a target the operator does not allow", body = ErrorEnvelope),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn update(
     state: web::Data<State>,
     principal: Principal,
@@ -129,6 +183,18 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(EndpointView::new(endpoint, false)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    operation_id = "deleteWebhook",
+    params(("id" = WebhookId, Path, description = "The endpoint")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn delete(
     state: web::Data<State>,
     principal: Principal,
@@ -149,6 +215,18 @@ pub async fn delete(
 
 /// A new secret, shown once; the old one keeps signing for 24 h, so
 /// receivers can switch without losing a webhook.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    operation_id = "rotateWebhookSecret",
+    params(("id" = WebhookId, Path, description = "The endpoint")),
+    responses(
+        (status = 200, description = "The endpoint with its new `secret`", body = EndpointView),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn rotate_secret(
     state: web::Data<State>,
     principal: Principal,
@@ -170,17 +248,32 @@ pub async fn rotate_secret(
     Ok(HttpResponse::Ok().json(EndpointView::new(endpoint, true)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TestSent {
+pub struct TestSent {
     /// The `webhook-id` the receiver will see; also the delivery's `eventId`.
     event_id: MessageId,
+    #[schema(value_type = EventType)]
     event: &'static str,
 }
 
 /// Sends a `webhook.test` event to this one endpoint, through the same
 /// path as every event (the events exchange, the dispatcher's fan-out,
 /// signing, retries), so it tests what real events will do.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    operation_id = "testWebhook",
+    params(("id" = WebhookId, Path, description = "The endpoint")),
+    responses(
+        (status = 202, description = "A `webhook.test` event is on its way", body = TestSent),
+        (status = 404, description = "No such endpoint in this workspace", body = ErrorEnvelope),
+        (status = 409, description = "The endpoint is disabled (`endpoint_disabled`)", body = ErrorEnvelope),
+        (status = 503, description = "The event queue is unavailable; nothing was sent", body = ErrorEnvelope),
+    ),
+    security(("apiKey" = ["webhooks:manage"]))
+)]
 pub async fn test(
     state: web::Data<State>,
     principal: Principal,
@@ -198,9 +291,9 @@ pub async fn test(
         event: EventType::WebhookTest,
         workspace_id: principal.workspace_id,
         occurred_at: Utc::now(),
-        data: serde_json::json!({
-            "endpointId": id.to_string(),
-            "message": "This is a test event from voiceprod.",
+        data: serde_json::json!(WebhookTestData {
+            endpoint_id: id,
+            message: "This is a test event from voiceprod.".to_owned(),
         }),
         audio_of: None,
         target_endpoint: Some(id),

@@ -8,13 +8,11 @@
 //! every input is validated (and the target checked against the SSRF policy
 //! of `webhooks.allowed_target_cidrs`) before anything is written.
 
-mod deliveries;
-mod endpoints;
+pub(crate) mod deliveries;
+pub(crate) mod endpoints;
 pub(crate) mod views;
 
 use std::time::Duration;
-
-use actix_web::web;
 
 use shared::http::ApiError;
 use shared::ids::WebhookId;
@@ -26,24 +24,18 @@ use crate::startup::State;
 /// delivery-time check decide.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/webhooks", web::post().to(endpoints::create))
-        .route("/v1/webhooks", web::get().to(endpoints::list))
-        .route("/v1/webhooks/{id}", web::get().to(endpoints::get))
-        .route("/v1/webhooks/{id}", web::patch().to(endpoints::update))
-        .route("/v1/webhooks/{id}", web::delete().to(endpoints::delete))
-        .route(
-            "/v1/webhooks/{id}/rotate-secret",
-            web::post().to(endpoints::rotate_secret),
-        )
-        .route("/v1/webhooks/{id}/test", web::post().to(endpoints::test))
-        .route(
-            "/v1/webhooks/{id}/deliveries",
-            web::get().to(deliveries::list),
-        )
-        .route(
-            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
-            web::post().to(deliveries::retry),
+pub fn routes(r: &mut crate::routes::Routes) {
+    r.post("/v1/webhooks", endpoints::create)
+        .get("/v1/webhooks", endpoints::list)
+        .get("/v1/webhooks/{id}", endpoints::get)
+        .patch("/v1/webhooks/{id}", endpoints::update)
+        .delete("/v1/webhooks/{id}", endpoints::delete)
+        .post("/v1/webhooks/{id}/rotate-secret", endpoints::rotate_secret)
+        .post("/v1/webhooks/{id}/test", endpoints::test)
+        .get("/v1/webhooks/{id}/deliveries", deliveries::list)
+        .post(
+            "/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+            deliveries::retry,
         );
 }
 

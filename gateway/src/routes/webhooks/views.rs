@@ -6,13 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use shared::ids::{DeliveryId, MessageId, WebhookId};
+use shared::messages::EventType;
 use shared::models::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     id: WebhookId,
+    #[schema(example = "https://example.com/webhooks/voiceprod")]
     url: String,
+    #[schema(value_type = Vec<EventType>)]
     events: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
@@ -31,7 +34,8 @@ pub struct EndpointView {
         skip_serializing_if = "Option::is_none"
     )]
     previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// Only in the answers that issue a secret (create, rotate).
+    /// Only in the answers that issue a secret (create, rotate):
+    /// `whsec_` + base64, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -57,7 +61,7 @@ impl EndpointView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     attempt: i32,
@@ -69,13 +73,15 @@ pub struct AttemptView {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     id: DeliveryId,
     /// The `webhook-id` of every attempt.
     event_id: MessageId,
+    #[schema(value_type = EventType)]
     event: String,
+    /// `pending`, `succeeded` or `failed`.
     status: String,
     #[serde(
         serialize_with = "shared::time::serialize_opt",
@@ -114,11 +120,12 @@ impl DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageView<T> {
     data: Vec<T>,
     has_more: bool,
+    /// Pass as `cursor` for the next page; `null` on the last.
     next_cursor: Option<String>,
 }
 
