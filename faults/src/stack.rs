@@ -191,6 +191,19 @@ impl Stack {
                 "VOICEPROD__PLANS__ENTERPRISE__CREDITS_PER_PERIOD",
                 "100000000".to_owned(),
             ),
+            // The default voice is neural: the models `deploy/fetch-models`
+            // put in the repository's .cache (or VOICEPROD_MODELS_DIR).
+            (
+                "VOICEPROD__PIPER__VOICES_DIR",
+                models_dir().join("voices").display().to_string(),
+            ),
+            (
+                "VOICEPROD__PIPER__ONNXRUNTIME",
+                models_dir()
+                    .join("onnxruntime/libonnxruntime.so.1.32.0")
+                    .display()
+                    .to_string(),
+            ),
             // Two cores: one engine process per worker.
             ("VOICEPROD__WORKER__ENGINES", "1".to_owned()),
             // Re-publish what a broker outage left unpublished within seconds.
@@ -473,5 +486,13 @@ pub fn alive(pid: u32) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// Where `deploy/fetch-models` put the neural voice and ONNX Runtime.
+fn models_dir() -> std::path::PathBuf {
+    match std::env::var_os("VOICEPROD_MODELS_DIR") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
     }
 }
