@@ -46,35 +46,8 @@ fn text(chars: usize) -> String {
 
 fn plan(text: &str, format: AudioFormat) -> anyhow::Result<Plan> {
     let voice = voices::preset(VOICE).context("no such preset voice")?;
-    let row = shared::models::Generation {
-        id: uuid_like(),
-        workspace_id: uuid_like(),
-        api_key_id: None,
-        text: text.to_owned(),
-        text_type: "text".to_owned(),
-        voice_id: voice.id.clone(),
-        format: format.as_str().to_owned(),
-        sample_rate: None,
-        speed: 1.0,
-        status: "processing".to_owned(),
-        credits: 1,
-        characters: text.chars().count() as i64,
-        duration_ms: None,
-        storage_key: None,
-        error: None,
-        metadata: None,
-        idempotency_key: None,
-        request_hash: None,
-        created_at: chrono::Utc::now(),
-        published_at: None,
-        completed_at: None,
-        event_published_at: None,
-    };
+    let row = shared::models::Generation::unsaved(&voice.id, text, format.as_str(), 1.0);
     render::plan(&row, &voice.voice, std::path::Path::new("")).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn uuid_like() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -47,30 +47,7 @@ fn text(chars: usize) -> String {
 
 fn plan(text: &str) -> anyhow::Result<Plan> {
     let voice = voices::preset(voices::DEFAULT_VOICE_ID).context("no default voice")?;
-    let row = shared::models::Generation {
-        id: uuid::Uuid::now_v7(),
-        workspace_id: uuid::Uuid::now_v7(),
-        api_key_id: None,
-        text: text.to_owned(),
-        text_type: "text".to_owned(),
-        voice_id: voice.id.clone(),
-        format: AudioFormat::Wav.as_str().to_owned(),
-        sample_rate: None,
-        speed: 1.0,
-        status: "processing".to_owned(),
-        credits: 1,
-        characters: text.chars().count() as i64,
-        duration_ms: None,
-        storage_key: None,
-        error: None,
-        metadata: None,
-        idempotency_key: None,
-        request_hash: None,
-        created_at: chrono::Utc::now(),
-        published_at: None,
-        completed_at: None,
-        event_published_at: None,
-    };
+    let row = shared::models::Generation::unsaved(&voice.id, text, AudioFormat::Wav.as_str(), 1.0);
     render::plan(&row, &voice.voice, &models().join("voices")).map_err(|e| anyhow::anyhow!("{e}"))
 }
 

@@ -126,6 +126,35 @@ fn key_spent_this_period(
 }
 
 impl Generation {
+    /// A row that is not stored: what a render needs (benchmarks and
+    /// engine tests render without a database).
+    pub fn unsaved(voice_id: &str, text: &str, format: &str, speed: f32) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            workspace_id: Uuid::now_v7(),
+            api_key_id: None,
+            text: text.to_owned(),
+            text_type: "text".to_owned(),
+            voice_id: voice_id.to_owned(),
+            format: format.to_owned(),
+            sample_rate: None,
+            speed,
+            status: "processing".to_owned(),
+            credits: 1,
+            characters: text.chars().count() as i64,
+            duration_ms: None,
+            storage_key: None,
+            error: None,
+            metadata: None,
+            idempotency_key: None,
+            request_hash: None,
+            created_at: Utc::now(),
+            published_at: None,
+            completed_at: None,
+            event_published_at: None,
+        }
+    }
+
     pub fn status(&self) -> GenerationStatus {
         GenerationStatus::parse(&self.status).unwrap_or(GenerationStatus::Processing)
     }

@@ -14,28 +14,13 @@ use crate::helpers::*;
 
 fn row(text: &str, speed: f32, ssml: bool) -> shared::models::Generation {
     shared::models::Generation {
-        id: uuid::Uuid::now_v7(),
-        workspace_id: uuid::Uuid::now_v7(),
-        api_key_id: None,
-        text: text.to_owned(),
         text_type: if ssml { "ssml" } else { "text" }.to_owned(),
-        voice_id: voices::DEFAULT_VOICE_ID.to_owned(),
-        format: AudioFormat::Wav.as_str().to_owned(),
-        sample_rate: None,
-        speed,
-        status: "processing".to_owned(),
-        credits: 1,
-        characters: text.chars().count() as i64,
-        duration_ms: None,
-        storage_key: None,
-        error: None,
-        metadata: None,
-        idempotency_key: None,
-        request_hash: None,
-        created_at: chrono::Utc::now(),
-        published_at: None,
-        completed_at: None,
-        event_published_at: None,
+        ..shared::models::Generation::unsaved(
+            voices::DEFAULT_VOICE_ID,
+            text,
+            AudioFormat::Wav.as_str(),
+            speed,
+        )
     }
 }
 
