@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -100,35 +98,10 @@ async fn listen(
     cancel: &CancellationToken,
     backoff: &mut Duration,
 ) -> Result<(), BrokerError> {
-    let ch = broker.channel().await?;
-    // Exclusive and auto-delete: this gateway's alone, gone when it goes,
-    // so a crashed replica leaves nothing behind to fill up.
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let queue = ch
-        .queue_declare("".into(), options, FieldTable::default())
-        .await?;
-    let name = queue.name().clone();
-    ch.queue_bind(
-        name.clone(),
-        broker.topology().events_exchange().into(),
-        "generation.*".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
     // No acks: a wake-up lost with the connection is covered by the
     // waiters' polling, and acking each event would only cost round trips.
-    let options = BasicConsumeOptions {
-        exclusive: true,
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut consumer = ch
-        .basic_consume(name, "".into(), options, FieldTable::default())
+    let mut consumer = broker
+        .private_consumer(&broker.topology().events_exchange(), "generation.*", true)
         .await?;
     completions.listening.store(true, Ordering::Relaxed);
     *backoff = Duration::from_millis(100);

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicAckOptions;
 use tokio_util::sync::CancellationToken;
 
 use shared::amqp::{Broker, BrokerError};
@@ -40,31 +39,8 @@ async fn listen(
     cancel: &CancellationToken,
     backoff: &mut Duration,
 ) -> Result<(), BrokerError> {
-    let ch = broker.channel().await?;
-    // Exclusive and auto-delete: this gateway's alone, gone when it goes.
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let queue = ch
-        .queue_declare("".into(), options, FieldTable::default())
-        .await?;
-    let name = queue.name().clone();
-    ch.queue_bind(
-        name.clone(),
-        broker.topology().keys_exchange().into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    let options = BasicConsumeOptions {
-        exclusive: true,
-        ..Default::default()
-    };
-    let mut consumer = ch
-        .basic_consume(name, "".into(), options, FieldTable::default())
+    let mut consumer = broker
+        .private_consumer(&broker.topology().keys_exchange(), "", false)
         .await?;
     // From here on nothing is missed; what came before may have been.
     keys.clear();

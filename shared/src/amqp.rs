@@ -327,6 +327,45 @@ impl Broker {
         Ok(ch)
     }
 
+    /// A consumer on a queue of this process alone: server-named,
+    /// exclusive and auto-deleted (gone with the connection, so a crashed
+    /// replica leaves nothing behind to fill up), bound to `exchange` with
+    /// `routing_key`. With `no_ack` the broker does not wait for acks: for
+    /// listeners whose messages are hints a lost one of which costs nothing.
+    pub async fn private_consumer(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        no_ack: bool,
+    ) -> Result<lapin::Consumer, BrokerError> {
+        let ch = self.channel().await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = ch
+            .queue_declare("".into(), options, FieldTable::default())
+            .await?;
+        let name = queue.name().clone();
+        ch.queue_bind(
+            name.clone(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let options = BasicConsumeOptions {
+            exclusive: true,
+            no_ack,
+            ..Default::default()
+        };
+        Ok(ch
+            .basic_consume(name, "".into(), options, FieldTable::default())
+            .await?)
+    }
+
     /// Closes the connection (graceful shutdown).
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
