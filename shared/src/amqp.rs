@@ -263,7 +263,11 @@ pub struct Broker {
     url: SecretString,
     name: String,
     topology: Topology,
-    conn: Mutex<Option<Connection>>,
+    /// The current connection. Held only to read or swap it, never across
+    /// an await, so readiness and the fast path never wait on a connect.
+    conn: std::sync::Mutex<Option<Arc<Connection>>>,
+    /// Serialises connection attempts.
+    connecting: Mutex<()>,
     metrics: Metrics,
 }
 
@@ -282,7 +286,8 @@ impl Broker {
             url: settings.url.clone(),
             name: connection_name.to_owned(),
             topology: Topology::new(settings),
-            conn: Mutex::new(None),
+            conn: std::sync::Mutex::new(None),
+            connecting: Mutex::new(()),
             metrics,
         })
     }
@@ -296,20 +301,45 @@ impl Broker {
         &self.topology
     }
 
-    /// Whether the connection is up right now (readiness).
-    pub async fn is_connected(&self) -> bool {
+    /// The connection, if it is up.
+    fn current(&self) -> Option<Arc<Connection>> {
         self.conn
             .lock()
-            .await
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|c| c.status().connected())
+            .filter(|c| c.status().connected())
+            .cloned()
+    }
+
+    /// Whether the connection is up right now (readiness). Never waits for
+    /// a connection attempt in progress.
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// `Ok` when connected, or once connected within `wait`: for callers
+    /// that answer someone (a request, a readiness probe) and must not
+    /// wait for a whole connection attempt to a broker that is booting or
+    /// hung. Whoever keeps trying in the background still connects.
+    pub async fn connected_within(&self, wait: Duration) -> Result<(), BrokerError> {
+        if self.is_connected() {
+            return Ok(());
+        }
+        match tokio::time::timeout(wait, self.channel()).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(BrokerError::Timeout),
+        }
     }
 
     /// A new channel on the current connection, connecting (and declaring
     /// the topology) first when there is none.
     pub async fn channel(&self) -> Result<Channel, BrokerError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| c.status().connected()) {
+        if let Some(conn) = self.current() {
+            return Ok(conn.create_channel().await?);
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another caller may have connected while this one waited.
+        if let Some(conn) = self.current() {
             return Ok(conn.create_channel().await?);
         }
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
@@ -323,7 +353,7 @@ impl Broker {
         let ch = conn.create_channel().await?;
         self.topology.declare(&ch).await?;
         tracing::info!(connection = %self.name, "connected to the broker");
-        *guard = Some(conn);
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conn));
         Ok(ch)
     }
 
@@ -368,7 +398,8 @@ impl Broker {
 
     /// Closes the connection (graceful shutdown).
     pub async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(conn) = conn {
             let _ = conn.close(200, "shutdown".into()).await;
         }
     }

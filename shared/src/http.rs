@@ -365,8 +365,10 @@ pub async fn readiness_with(
         failing.push("database");
     }
     if let Some(broker) = broker
-        && !broker.is_connected().await
-        && broker.channel().await.is_err()
+        && broker
+            .connected_within(std::time::Duration::from_secs(1))
+            .await
+            .is_err()
     {
         failing.push("broker");
     }
