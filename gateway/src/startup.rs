@@ -41,21 +41,27 @@ pub struct State {
 }
 
 impl State {
-    /// 503 unless the broker is reachable (connecting if need be).
+    /// 503 unless the broker is reachable (connecting if need be). A
+    /// request waits at most `BROKER_CONNECT_WAIT` for a connection: a
+    /// broker that is still booting can take seconds to refuse one. The
+    /// listeners go on reconnecting in the background without that bound.
     pub async fn ensure_broker(&self) -> Result<(), ApiError> {
-        let broker = self.publisher.broker();
-        if broker.is_connected().await {
-            return Ok(());
-        }
-        broker.channel().await.map(drop).map_err(|e| {
-            ApiError::unavailable(
-                "broker_unavailable",
-                "the job queue is unavailable; nothing was charged, try again",
-                e,
-            )
-        })
+        self.publisher
+            .broker()
+            .connected_within(BROKER_CONNECT_WAIT)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(
+                    "broker_unavailable",
+                    "the job queue is unavailable; nothing was charged, try again",
+                    e,
+                )
+            })
     }
 }
+
+/// How long a request waits for a broker connection before its 503.
+const BROKER_CONNECT_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,

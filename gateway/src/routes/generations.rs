@@ -298,7 +298,16 @@ pub async fn accept(
 
     // Committed: from here the generation is never lost. If the publish
     // fails, the sweeper publishes it later; the client still gets its 202.
-    publish_job(state, id).await;
+    // The client does not wait longer than `PUBLISH_WAIT` for the broker's
+    // confirm (a queue electing its leader after a broker restart holds it
+    // for seconds): a job confirmed after that is not marked published, and
+    // the sweeper's second copy is skipped by the worker.
+    if tokio::time::timeout(PUBLISH_WAIT, publish_job(state, id))
+        .await
+        .is_err()
+    {
+        tracing::warn!(generation_id = %id, "no publish confirm within {PUBLISH_WAIT:?}; the sweeper will publish the job");
+    }
     Ok((created, body))
 }
 
@@ -483,6 +492,9 @@ async fn delete(
     }
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// How long a request waits for the confirm of its job's publish.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Publishes the job (waiting for the broker's confirm) and records that it
 /// was published; a failure is left to the sweeper.

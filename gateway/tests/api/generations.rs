@@ -187,6 +187,37 @@ async fn create_returns_503_and_changes_nothing_when_the_broker_is_down() {
 }
 
 #[tokio::test]
+async fn create_returns_503_without_waiting_for_a_broker_that_accepts_but_never_answers() {
+    // A broker still booting (or hung): it accepts TCP connections and
+    // says nothing. A connection attempt would wait its full 10 s timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let mut settings = settings();
+    settings.amqp.url =
+        secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    let app = spawn_app_with(settings).await;
+
+    let started = std::time::Instant::now();
+    let response = app.post_generation(&app.seed_body()).await;
+
+    assert_error(response, 503, "broker_unavailable").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut conn = connect(&app.settings);
+    let rows: i64 = generations::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
 async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
     let app = spawn_app().await;
     let created: Value = app.create_seed_generation().await;
