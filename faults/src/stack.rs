@@ -82,6 +82,9 @@ pub struct Stack {
     pub client: reqwest::Client,
     /// An espeak-ng preset voice (fast) for load.
     pub voice: String,
+    /// When every service was first ready: the case's queues (a topology
+    /// of its own) were declared just before.
+    pub ready_at: Instant,
     log_dir: PathBuf,
     extra_env: Vec<(String, String)>,
     procs: Mutex<BTreeMap<Service, Child>>,
@@ -109,6 +112,7 @@ impl Stack {
                 .build()
                 .unwrap(),
             voice: String::new(),
+            ready_at: Instant::now(),
             log_dir,
             extra_env: extra_env
                 .iter()
@@ -124,6 +128,7 @@ impl Stack {
             stack.spawn(*s);
         }
         stack.wait_ready(&services, Duration::from_secs(60)).await;
+        stack.ready_at = Instant::now();
 
         let out = stack.run_cli(&["bootstrap", "--workspace", case, "--plan", "enterprise"]);
         assert!(out.status.success(), "key-service bootstrap failed");

@@ -3,45 +3,17 @@
 //! `broker_unavailable` quickly (never hangs, never 500); every service
 //! reconnects by itself.
 
-use std::time::Duration;
-
-use faults::{Receiver, Stack};
-
-use crate::{check_outage, load_through_outage};
+use crate::outage_case;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "fault suite: run by deploy/tests/faults"]
 async fn a_rabbitmq_restart_under_load_loses_nothing_and_answers_503_meanwhile() {
-    let stack = Stack::start("broker_restart", 2, &[]).await;
-    let receiver = Receiver::start(stack.env.port_base + 10).await;
-    stack.register_webhook(&receiver.url()).await;
-
-    let outage = load_through_outage(&stack, "rabbitmq", "stop", Duration::from_secs(4)).await;
-    check_outage(
-        &stack,
-        &receiver,
-        outage,
-        "broker_unavailable",
-        Duration::from_secs(2),
-    )
-    .await;
+    outage_case("broker_restart", "rabbitmq", "stop", "broker_unavailable").await;
 }
 
 /// The same when the RabbitMQ node is SIGKILLed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "fault suite: run by deploy/tests/faults"]
 async fn a_rabbitmq_crash_under_load_loses_nothing_and_answers_503_meanwhile() {
-    let stack = Stack::start("broker_crash", 2, &[]).await;
-    let receiver = Receiver::start(stack.env.port_base + 10).await;
-    stack.register_webhook(&receiver.url()).await;
-
-    let outage = load_through_outage(&stack, "rabbitmq", "kill", Duration::from_secs(4)).await;
-    check_outage(
-        &stack,
-        &receiver,
-        outage,
-        "broker_unavailable",
-        Duration::from_secs(2),
-    )
-    .await;
+    outage_case("broker_crash", "rabbitmq", "kill", "broker_unavailable").await;
 }

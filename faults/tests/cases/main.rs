@@ -50,42 +50,77 @@ impl Outage {
     }
 }
 
-/// Clients post without pause (8 at a time) from 2 s before `service`
-/// (`pg` or `rabbitmq`) goes down — `stop` (a clean shutdown) or `kill` (a
-/// crash) — until 3 s after it was started again, `down_for` later.
-pub async fn load_through_outage(
+/// Requests accepted before the fault, and after the dependency is back,
+/// before the load stops.
+const ACCEPTED_AROUND_OUTAGE: usize = 20;
+/// How long the load waits for them at most.
+const LOAD_DEADLINE: Duration = Duration::from_secs(60);
+/// The fault strikes a stack whose queues are at least this old. RabbitMQ
+/// 3.10.8 (Debian 12's) keeps nothing of a quorum queue declared less than
+/// about a second before the node is SIGKILLed: the queue comes back empty,
+/// confirmed messages included, and without a leader until an operator runs
+/// `ra:trigger_election` (README, "Known limits"; rabbitmq-server#10070).
+/// That is a broker bug no client can work around, and a deployment's queues
+/// are declared once, long before any crash; so the suite lets the node
+/// persist the case's fresh topology first, with a margin.
+const QUEUES_SETTLED_AFTER: Duration = Duration::from_secs(2);
+
+/// Clients post without pause (8 at a time, 50 ms apart each) until
+/// `ACCEPTED_AROUND_OUTAGE` were accepted (and the stack's queues are
+/// `QUEUES_SETTLED_AFTER` old); then `service` (`pg` or `rabbitmq`) goes
+/// down — `stop` (a clean shutdown) or `kill` (a crash) — and is started
+/// again `down_for` later; the load goes on until another
+/// `ACCEPTED_AROUND_OUTAGE` were accepted after that.
+async fn load_through_outage(
     stack: &faults::Stack,
     service: &str,
     how: &str,
     down_for: Duration,
 ) -> Outage {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let done = AtomicBool::new(false);
+    let accepted = AtomicUsize::new(0);
     let poster = |n: usize| {
-        let done = &done;
+        let (done, accepted) = (&done, &accepted);
         async move {
             let mut out = Vec::new();
             let mut i = 0;
             while !done.load(Ordering::Relaxed) {
-                out.push(
-                    stack
-                        .post_generation(&faults::load::sentence(service, n * 100_000 + i))
-                        .await,
-                );
+                let posted = stack
+                    .post_generation(&faults::load::sentence(service, n * 100_000 + i))
+                    .await;
+                if posted.status == 202 {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                out.push(posted);
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             out
         }
     };
+    let accepted_at_least = |n: usize| {
+        let accepted = &accepted;
+        async move {
+            let deadline = std::time::Instant::now() + LOAD_DEADLINE;
+            while accepted.load(Ordering::Relaxed) < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "fewer than {n} requests accepted after {LOAD_DEADLINE:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let control = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        accepted_at_least(ACCEPTED_AROUND_OUTAGE).await;
+        tokio::time::sleep_until((stack.ready_at + QUEUES_SETTLED_AFTER).into()).await;
         stack.env.ctl(service, how).await;
         let down_from = std::time::Instant::now();
         tokio::time::sleep(down_for).await;
         let down_until = std::time::Instant::now();
         stack.env.ctl(service, "start").await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        accepted_at_least(accepted.load(Ordering::Relaxed) + ACCEPTED_AROUND_OUTAGE).await;
         done.store(true, Ordering::Relaxed);
         (down_from, down_until)
     };
@@ -98,11 +133,33 @@ pub async fn load_through_outage(
     }
 }
 
-/// The checks (b) and (c) share: no 500 and no hang ever; while the
-/// dependency was down, 503 within `bound`; afterwards every service is
-/// ready again by itself, new work is accepted, and everything accepted
-/// completes exactly once.
-pub async fn check_outage(
+/// Every request of an outage case is answered within this.
+const ANSWER_BOUND: Duration = Duration::from_secs(3);
+
+/// Cases (b) and (c): a stack with two workers and a webhook receiver,
+/// load while `service` goes down (`how`: `stop` or `kill`) for 4 s, then
+/// [`check_outage`] with the 503 `unavailable_code` expected meanwhile.
+pub async fn outage_case(case: &str, service: &str, how: &str, unavailable_code: &str) {
+    let stack = faults::Stack::start(case, 2, &[]).await;
+    let receiver = faults::Receiver::start(stack.env.port_base + 10).await;
+    stack.register_webhook(&receiver.url()).await;
+
+    let outage = load_through_outage(&stack, service, how, Duration::from_secs(4)).await;
+    check_outage(
+        &stack,
+        &receiver,
+        outage,
+        unavailable_code,
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+/// The checks (b) and (c) share: no 500, every answer within
+/// `ANSWER_BOUND`; while the dependency was down, 503 within `bound`;
+/// afterwards every service is ready again by itself, new work is accepted,
+/// and everything accepted completes exactly once.
+async fn check_outage(
     stack: &faults::Stack,
     receiver: &faults::Receiver,
     outage: Outage,
@@ -143,9 +200,13 @@ pub async fn check_outage(
         .map(|p| p.elapsed)
         .max()
         .unwrap_or_default();
+    // Not only while it was down: also while it went down (the database
+    // pool's 2 s check-out timeout is the slowest path) and while it was
+    // booting again (a request waits at most 1 s for a broker connection
+    // and 1 s for a publish confirm).
     assert!(
-        slowest < Duration::from_secs(10),
-        "a request hung for {slowest:.2?}"
+        slowest < ANSWER_BOUND,
+        "a request took {slowest:.2?} (bound {ANSWER_BOUND:?})"
     );
 
     // Every service reconnects by itself.
