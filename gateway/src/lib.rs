@@ -5,6 +5,7 @@
 //! registers webhook endpoints.
 
 pub mod auth;
+pub mod busy;
 pub mod completions;
 pub mod domain;
 pub mod idempotency;
@@ -12,6 +13,7 @@ pub mod key_service;
 pub mod keys_listener;
 pub mod last_used;
 pub mod openapi;
+pub mod published;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;

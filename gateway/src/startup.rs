@@ -36,6 +36,10 @@ pub struct State {
     pub keys: Arc<KeyVerifier>,
     pub key_service: Arc<KeyServiceClient>,
     pub last_used: LastUsed,
+    /// Generations whose job the broker confirmed, to be marked published.
+    pub published: crate::published::PublishedMarks,
+    /// The last count of the system-busy guard.
+    pub busy: crate::busy::BusyGuard,
     /// Requests per second per key, on this replica.
     pub rate_limiter: RateLimiter,
 }
@@ -102,6 +106,8 @@ impl Application {
                 .with_metrics(metrics.clone()),
             ),
             last_used: LastUsed::new(key_service.clone()),
+            published: Default::default(),
+            busy: Default::default(),
             rate_limiter: RateLimiter::new(settings.gateway.replicas),
             key_service,
             settings,
@@ -177,6 +183,11 @@ impl Application {
             let interval = Duration::from_millis(state.settings.gateway.last_used_flush_ms);
             state.last_used.run(interval, background).await;
         });
+        let state = self.state.clone();
+        let background = self.shutdown.clone();
+        let published = tokio::spawn(async move {
+            state.published.run(state.db.clone(), background).await;
+        });
         let handle = self.server.handle();
         let token = self.shutdown.clone();
         tokio::spawn(async move {
@@ -189,6 +200,7 @@ impl Application {
         let _ = listener.await;
         let _ = completions.await;
         let _ = last_used.await;
+        let _ = published.await;
         self.state.publisher.broker().close().await;
         Ok(())
     }

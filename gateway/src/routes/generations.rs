@@ -194,21 +194,10 @@ pub async fn accept(
     // Refuse before charging anything when the broker is down or the system
     // is overloaded: 503, nothing changed.
     state.ensure_broker().await?;
+    // The system-busy guard counts in the same database round as the
+    // create (when a recent count is not enough: `crate::busy`).
     let cap = state.settings.gateway.max_processing_generations;
-    if cap > 0
-        && state
-            .db
-            .run(move |conn| Generation::system_busy(conn, cap).map_err(DbError::from))
-            .await?
-    {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "system_busy",
-            "voiceprod is busy with other work right now; nothing was charged, try again shortly",
-        );
-        e.retry_after_secs = Some(5);
-        return Err(e);
-    }
+    let count_busy = cap > 0 && state.busy.must_count(cap);
 
     let id = GenerationId::new();
     let new = NewGeneration {
@@ -236,6 +225,15 @@ pub async fn accept(
     let created = state
         .db
         .run(move |conn| {
+            let processing = if count_busy {
+                let n = Generation::processing_up_to(conn, cap).map_err(DbError::from)?;
+                if n >= cap {
+                    return Err(system_busy());
+                }
+                Some(n)
+            } else {
+                None
+            };
             conn.transaction::<_, ApiError, _>(|conn| {
                 let g = Generation::create_within_limits(conn, &new, key_limit, max_in_flight)
                     .map_err(|e| match e {
@@ -276,10 +274,16 @@ pub async fn accept(
                 }
                 Ok((g, body))
             })
+            .map(|created| (created, processing))
         })
         .await;
     let (created, body) = match created {
-        Ok(c) => c,
+        Ok((created, processing)) => {
+            if let Some(n) = processing {
+                state.busy.record(n);
+            }
+            created
+        }
         Err(e) => {
             if e.status == StatusCode::TOO_MANY_REQUESTS {
                 req.extensions_mut().insert(RateLimitInfo {
@@ -493,11 +497,21 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+fn system_busy() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "system_busy",
+        "voiceprod is busy with other work right now; nothing was charged, try again shortly",
+    );
+    e.retry_after_secs = Some(5);
+    e
+}
+
 /// How long a request waits for the confirm of its job's publish.
 const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Publishes the job (waiting for the broker's confirm) and records that it
-/// was published; a failure is left to the sweeper.
+/// Publishes the job (waiting for the broker's confirm) and queues the mark
+/// that it was published; a failure is left to the sweeper.
 pub async fn publish_job(state: &State, id: GenerationId) {
     let job = JobMessage::SynthesizeV1 { generation_id: id };
     let exchange = state.publisher.broker().topology().jobs_exchange();
@@ -506,17 +520,8 @@ pub async fn publish_job(state: &State, id: GenerationId) {
         .publish(&exchange, SYNTH_ROUTING_KEY, &id.to_string(), &job)
         .await
     {
-        Ok(()) => {
-            let marked = state
-                .db
-                .run(move |conn| Generation::mark_published(conn, id.0).map_err(DbError::from))
-                .await;
-            if let Err(e) = marked {
-                // Harmless: the sweeper will publish it once more and the
-                // worker skips a job whose generation is already done.
-                tracing::warn!(error = %e, generation_id = %id, "could not mark generation published");
-            }
-        }
+        // Marked in a batch with others (`crate::published`).
+        Ok(()) => state.published.mark(id.0),
         Err(e) => {
             tracing::warn!(error = %e, generation_id = %id, "job not published; the sweeper will retry")
         }

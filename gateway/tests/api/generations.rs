@@ -224,6 +224,7 @@ async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
     let id = created["id"].as_str().unwrap().to_owned();
     let first = app.next_job().await;
     assert_eq!(first["generationId"], id.as_str());
+    published_at_of_all(&app).await;
     // As if the gateway had crashed between the commit and the publish.
     let mut conn = connect(&app.settings);
     diesel::update(generations::table)
@@ -242,4 +243,43 @@ async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
         p
     })
     .await;
+}
+
+/// Waits until every generation is marked published; their marks.
+async fn published_at_of_all(app: &TestApp) -> Vec<chrono::DateTime<chrono::Utc>> {
+    eventually(5, || async {
+        let marks: Vec<Option<chrono::DateTime<chrono::Utc>>> = generations::table
+            .select(generations::published_at)
+            .load(&mut connect(&app.settings))
+            .unwrap();
+        marks.into_iter().collect::<Option<Vec<_>>>()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_generation_is_marked_published_once_the_broker_confirmed_its_job() {
+    let app = spawn_app().await;
+    let body = app.seed_body();
+    let posts = (0..20).map(|_| app.post_generation(&body));
+    for response in futures_util::future::join_all(posts).await {
+        assert_eq!(response.status().as_u16(), 202);
+    }
+
+    let marks = published_at_of_all(&app).await;
+
+    assert_eq!(marks.len(), 20);
+    // Every generation's job is on the queue.
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        jobs.push(
+            app.next_job().await["generationId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!(jobs.len(), 20);
 }

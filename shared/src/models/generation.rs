@@ -237,15 +237,22 @@ impl Generation {
         Ok(ids.len() as i64)
     }
 
-    /// Whether at least `cap` generations are processing in the whole system
-    /// (reads at most `cap` index entries).
-    pub fn system_busy(conn: &mut PgConnection, cap: i64) -> QueryResult<bool> {
-        let rows: Vec<Uuid> = generations::table
-            .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
-            .select(generations::id)
-            .limit(cap)
-            .load(conn)?;
-        Ok(rows.len() as i64 >= cap)
+    /// How many generations are processing in the whole system, counting
+    /// no further than `cap`: it reads at most `cap` entries of the partial
+    /// index, and sends one number, whatever the backlog.
+    pub fn processing_up_to(conn: &mut PgConnection, cap: i64) -> QueryResult<i64> {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM \
+             (SELECT 1 FROM generations WHERE status = 'processing' LIMIT $1) AS p",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(cap)
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
     }
 
     /// A page of the workspace's generations, newest first, strictly after
@@ -339,12 +346,11 @@ impl Generation {
     }
 
     /// The broker confirmed the job.
-    pub fn mark_published(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
-        diesel::update(generations::table.find(id))
+    pub fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+        diesel::update(generations::table.filter(generations::id.eq_any(ids)))
             .filter(generations::published_at.is_null())
             .set(generations::published_at.eq(Utc::now()))
-            .execute(conn)?;
-        Ok(())
+            .execute(conn)
     }
 
     /// Accepted generations that were never confirmed by the broker and are
