@@ -6,11 +6,20 @@ use std::time::{Duration, Instant};
 
 use faults::checks::settle_and_check;
 use faults::stack::alive;
-use faults::{Receiver, Service, Stack, post_many};
+use futures_util::StreamExt;
+
+use faults::{Receiver, Service, Stack};
 
 use crate::{CONCURRENCY, summary};
 
 const GENERATIONS: usize = 500;
+/// Appended to each sentence: about 370 characters per generation (still
+/// one credit), so that the workers have work in flight whenever one dies.
+const FILLER: &str = "The committee met again on Thursday to review the budget, \
+    the schedule and the list of open questions, and agreed to publish its \
+    findings before the end of the month. Every department sent a summary of \
+    its work, its costs and its plans for the next quarter, and each summary \
+    was read aloud, discussed and then filed with the minutes of the meeting.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "fault suite: run by deploy/tests/faults"]
@@ -20,16 +29,34 @@ async fn sigkilled_workers_lose_nothing_and_finish_every_generation_once() {
     stack.register_webhook(&receiver.url()).await;
     let started = Instant::now();
 
-    let load = post_many(&stack, "kill", 0..GENERATIONS, CONCURRENCY);
+    let load_done = std::sync::atomic::AtomicBool::new(false);
+    let load = async {
+        let posted: Vec<_> = futures_util::stream::iter(0..GENERATIONS)
+            .map(|i| {
+                let text = format!("{} {FILLER}", faults::load::sentence("kill", i));
+                let stack = &stack;
+                async move { stack.post_generation(&text).await }
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        load_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        posted
+    };
     let kills = async {
         let mut kills = 0;
         let mut orphans = Vec::new();
         // Kill a worker every second, alternating, and both at once every
-        // fourth time, while work is left; at least 6 kills, at most 20.
+        // fourth time, only while generations are processing (a kill of an
+        // idle worker proves nothing); at least 6 kills, at most 20.
         while kills < 20 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let left = processing(&stack).await;
-            if kills >= 6 && left < 20 {
+            let posting = !load_done.load(std::sync::atomic::Ordering::Relaxed);
+            if left == 0 && posting {
+                continue;
+            }
+            if left == 0 || (kills >= 6 && left < 20) {
                 break;
             }
             let victims = if kills % 4 == 3 {
@@ -56,6 +83,10 @@ async fn sigkilled_workers_lose_nothing_and_finish_every_generation_once() {
         (kills, orphans)
     };
     let (posted, (kills, orphans)) = tokio::join!(load, kills);
+    assert!(
+        kills >= 6,
+        "only {kills} kills landed while generations were processing"
+    );
     eprintln!(
         "[faults] posted {GENERATIONS} in {:.1?}: {}",
         started.elapsed(),
