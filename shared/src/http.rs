@@ -185,7 +185,14 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.source
             && self.status.is_server_error()
         {
-            tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = %self.code, "request failed");
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                // A dependency is down: expected, answered, retried by the
+                // client; one line with the causes, no backtrace (an outage
+                // answers hundreds of these a second).
+                tracing::warn!(error.cause_chain = %format!("{cause:#}"), status = self.status.as_u16(), code = %self.code, "request refused: dependency unavailable");
+            } else {
+                tracing::error!(error.cause_chain = ?cause, status = self.status.as_u16(), code = %self.code, "request failed");
+            }
         }
         let mut response = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after_secs {
