@@ -214,6 +214,12 @@ impl Stack {
             // Re-publish what a broker outage left unpublished within seconds.
             ("VOICEPROD__GATEWAY__SWEEPER_INTERVAL_MS", "500".to_owned()),
             ("VOICEPROD__GATEWAY__SWEEPER_GRACE_MS", "2000".to_owned()),
+            // The same for events a broker outage left unpublished.
+            (
+                "VOICEPROD__WORKER__EVENT_RELAY_INTERVAL_MS",
+                "500".to_owned(),
+            ),
+            ("VOICEPROD__WORKER__EVENT_RELAY_GRACE_MS", "2000".to_owned()),
             ("VOICEPROD__DISPATCHER__POLL_INTERVAL_MS", "250".to_owned()),
             // Retries within seconds, not minutes, and many of them: an
             // outage of a few seconds must not exhaust the schedule.

@@ -149,6 +149,12 @@ pub struct WorkerSettings {
     /// The executable that serves `engine` (defaults to this binary).
     #[serde(default)]
     pub engine_program: Option<PathBuf>,
+    /// How often the event relay looks for finished generations whose event
+    /// was not published (the broker refused it or did not confirm it).
+    pub event_relay_interval_ms: u64,
+    /// How long ago such a generation must have finished before the relay
+    /// publishes its event (the worker that finished it tries first).
+    pub event_relay_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +373,9 @@ impl Settings {
         }
         if self.worker.prefetch_per_engine == 0 {
             return invalid("worker.prefetch_per_engine must be at least 1");
+        }
+        if self.worker.event_relay_interval_ms == 0 {
+            return invalid("worker.event_relay_interval_ms must be at least 1");
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.trim().is_empty() {
             return invalid("storage.s3.bucket must be set when storage.backend is s3");

@@ -10,10 +10,14 @@
 //!    generation, so a repeat is deduplicated downstream);
 //! 4. set `event_published_at`; 5. ack.
 //!
-//! A crash or error between any two steps leaves the job unacked, so the
-//! broker redelivers it (`Retry`, or the dropped channel). The redelivery
-//! re-reads the row: still `processing` → redo from 1; finished but
-//! `event_published_at` NULL → redo 3–5 only; finished and announced → ack.
+//! A crash or error in 1–2 leaves the job unacked, so the broker redelivers
+//! it (`Retry`, or the dropped channel). The redelivery re-reads the row:
+//! still `processing` → redo from 1; finished but `event_published_at` NULL
+//! → redo 3–5 only; finished and announced → ack. When 3 or 4 fails, the
+//! generation is finished and committed, and the row is the event's outbox:
+//! the job is acked and the event relay (`crate::relay`) publishes the event
+//! later, so a broker that takes no events does not stop synthesis. A crash
+//! between 2 and 5 redelivers the job, which then does 3–5.
 
 use std::sync::Arc;
 
@@ -112,12 +116,19 @@ async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
             "generation already finished; not rendering again"
         );
     }
-    announce(ctx, &generation).await
+    if let Err(e) = announce(ctx, &generation).await {
+        // Finished and committed: the relay publishes the event later.
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "event not published; acking the job, the event relay will publish it"
+        );
+    }
+    Ok(())
 }
 
 /// Publishes the finished generation's event unless that was confirmed
 /// before, then records that it was.
-async fn announce(ctx: &WorkerCtx, generation: &Generation) -> anyhow::Result<()> {
+pub async fn announce(ctx: &WorkerCtx, generation: &Generation) -> anyhow::Result<()> {
     if generation.event_published_at.is_some() {
         return Ok(());
     }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod encode;
 pub mod engine;
 pub mod events;
+pub mod relay;
 pub mod render;
 pub mod startup;
 pub mod text;

@@ -10,6 +10,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -26,6 +27,8 @@ pub struct Application {
     server: Server,
     ctx: Arc<WorkerCtx>,
     prefetch: u16,
+    /// The event relay's interval and grace.
+    relay: (Duration, Duration),
     cancel: CancellationToken,
 }
 
@@ -61,6 +64,10 @@ impl Application {
             server,
             ctx,
             prefetch,
+            relay: (
+                Duration::from_millis(settings.worker.event_relay_interval_ms),
+                Duration::from_millis(settings.worker.event_relay_grace_ms),
+            ),
             cancel: CancellationToken::new(),
         })
     }
@@ -85,12 +92,20 @@ impl Application {
             server,
             ctx,
             prefetch,
+            relay,
             cancel,
             ..
         } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
         let consumer = tokio::spawn(crate::consumer::run(ctx.clone(), prefetch, cancel.clone()));
+        let (relay_interval, relay_grace) = relay;
+        let relay = tokio::spawn(crate::relay::run(
+            ctx.clone(),
+            relay_interval,
+            relay_grace,
+            cancel.clone(),
+        ));
         let served = tokio::select! {
             _ = cancel.cancelled() => None,
             result = &mut server => {
@@ -101,6 +116,7 @@ impl Application {
         };
         tracing::info!("synth-worker stopping: finishing jobs in flight");
         consumer.await.context("The consumer task failed")?;
+        relay.await.context("The event relay task failed")?;
         ctx.engines.shutdown().await;
         ctx.neural.shutdown().await;
         let served = match served {

@@ -423,6 +423,23 @@ impl Generation {
         })
     }
 
+    /// Finished generations whose event is not published yet, finished
+    /// before `finished_before`, oldest first: the worker's event relay.
+    pub fn unannounced(
+        conn: &mut PgConnection,
+        finished_before: DateTime<Utc>,
+        limit: i64,
+    ) -> QueryResult<Vec<Generation>> {
+        generations::table
+            .filter(generations::event_published_at.is_null())
+            .filter(generations::status.ne(GenerationStatus::Processing.as_str()))
+            .filter(generations::completed_at.lt(finished_before))
+            .order(generations::completed_at.asc())
+            .limit(limit)
+            .select(Generation::as_select())
+            .load(conn)
+    }
+
     /// The completion or failure event was confirmed by the broker.
     pub fn mark_event_published(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
         diesel::update(generations::table.find(id))

@@ -8,6 +8,7 @@ use shared::ids::GenerationId;
 use shared::messages::EventType;
 use shared::schema::{generations, usage_events};
 use synth_worker::handle;
+use synth_worker::relay::relay_once;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -273,4 +274,51 @@ async fn a_job_for_a_generation_that_does_not_exist_is_acked() {
     let (_settings, ctx) = ctx().await;
 
     assert_eq!(handle(&ctx, job(Uuid::now_v7(), false)).await, Outcome::Ack);
+}
+
+#[tokio::test]
+async fn an_event_the_broker_refuses_is_left_to_the_relay_which_publishes_it_once_it_can() {
+    let (_settings, ctx) = ctx().await;
+    let ws = insert_workspace(&ctx.db, 100).await;
+    let g = insert_generation(&ctx.db, new_generation(ws, SEED)).await;
+    // No events exchange: the broker refuses every event (404).
+    let ch = ctx.broker.channel().await.unwrap();
+    ch.exchange_delete(
+        ctx.broker.topology().events_exchange().into(),
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let outcome = handle(&ctx, job(g.id, false)).await;
+
+    // Finished and acked: the job holds no worker slot while events wait.
+    assert_eq!(outcome, Outcome::Ack);
+    let row = find(&ctx.db, g.id).await;
+    assert_eq!(row.status, "completed");
+    assert!(row.event_published_at.is_none());
+    let grace = std::time::Duration::from_secs(3600);
+    assert_eq!(relay_once(&ctx, grace).await.unwrap(), 0, "not due yet");
+    // Due, but the broker still refuses: the pass fails, nothing is marked.
+    assert!(relay_once(&ctx, std::time::Duration::ZERO).await.is_err());
+    assert!(find(&ctx.db, g.id).await.event_published_at.is_none());
+
+    // The broker takes events again.
+    ctx.broker.topology().declare(&ch).await.unwrap();
+    let mut tap = EventTap::bind(&ctx.broker).await;
+    assert_eq!(
+        relay_once(&ctx, std::time::Duration::ZERO).await.unwrap(),
+        1
+    );
+
+    let seen = tap.next().await;
+    let event = seen.event();
+    assert_eq!(seen.routing_key, "generation.completed");
+    assert_eq!(event.audio_of, Some(GenerationId(g.id)));
+    assert!(find(&ctx.db, g.id).await.event_published_at.is_some());
+    assert_eq!(
+        relay_once(&ctx, std::time::Duration::ZERO).await.unwrap(),
+        0,
+        "published once"
+    );
 }
