@@ -13,13 +13,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use shared::amqp::{Broker, BrokerError};
+use shared::amqp::{Broker, Listener, run_private_listener};
 use shared::ids::GenerationId;
 use shared::messages::EventMessage;
 
@@ -75,56 +73,35 @@ pub async fn announced(rx: &mut broadcast::Receiver<GenerationId>, id: Generatio
     }
 }
 
-/// Runs until cancelled, reconnecting with capped backoff.
+/// Runs until cancelled, reconnecting with capped backoff. No acks: a
+/// wake-up lost with the connection is covered by the waiters' polling, and
+/// acking each event would only cost round trips.
 pub async fn run(broker: Arc<Broker>, completions: Arc<Completions>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    while !cancel.is_cancelled() {
-        let result = listen(&broker, &completions, &cancel, &mut backoff).await;
-        completions.listening.store(false, Ordering::Relaxed);
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "completion listener lost the broker; reconnecting");
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn listen(
-    broker: &Broker,
-    completions: &Completions,
-    cancel: &CancellationToken,
-    backoff: &mut Duration,
-) -> Result<(), BrokerError> {
-    // No acks: a wake-up lost with the connection is covered by the
-    // waiters' polling, and acking each event would only cost round trips.
-    let mut consumer = broker
-        .private_consumer(&broker.topology().events_exchange(), "generation.*", true)
-        .await?;
-    completions.listening.store(true, Ordering::Relaxed);
-    *backoff = Duration::from_millis(100);
-    tracing::info!("listening for finished generations");
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            next = consumer.next() => {
-                let delivery = match next {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => return Err(e.into()),
-                    None => return Err(BrokerError::Timeout),
-                };
-                match serde_json::from_slice::<EventMessage>(&delivery.data) {
-                    Ok(EventMessage::V1(event)) => {
-                        if let Some(id) = event.data.get("id").and_then(|v| v.as_str()).and_then(GenerationId::parse) {
-                            completions.notify(id);
-                        }
-                    }
-                    // Someone else's business (the dispatcher dead-letters it).
-                    Err(e) => tracing::debug!(error = %e, "unreadable event ignored"),
+    let listener = Listener {
+        exchange: broker.topology().events_exchange(),
+        routing_key: "generation.*",
+        no_ack: true,
+        what: "finished generations",
+    };
+    run_private_listener(
+        &broker,
+        listener,
+        cancel,
+        |listening| completions.listening.store(listening, Ordering::Relaxed),
+        |data| match serde_json::from_slice::<EventMessage>(data) {
+            Ok(EventMessage::V1(event)) => {
+                if let Some(id) = event
+                    .data
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .and_then(GenerationId::parse)
+                {
+                    completions.notify(id);
                 }
             }
-        }
-    }
+            // Someone else's business (the dispatcher dead-letters it).
+            Err(e) => tracing::debug!(error = %e, "unreadable event ignored"),
+        },
+    )
+    .await;
 }

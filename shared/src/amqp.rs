@@ -405,6 +405,74 @@ impl Broker {
     }
 }
 
+/// A listener on a private queue (see [`Broker::private_consumer`]).
+pub struct Listener<'a> {
+    pub exchange: String,
+    pub routing_key: &'a str,
+    /// The broker does not wait for acks (a lost message costs nothing).
+    pub no_ack: bool,
+    /// Names the listener in logs.
+    pub what: &'a str,
+}
+
+/// Runs `listener` until `cancel` fires, reconnecting with capped backoff.
+/// `on_state(true)` is called once consuming has started after each
+/// (re)connect — messages sent while the queue did not exist are missed, so
+/// the listener may need to forget what it knew — and `on_state(false)` once
+/// the connection is lost. Each message's body goes to `on_message`; without
+/// `no_ack` it is acked after.
+pub async fn run_private_listener(
+    broker: &Broker,
+    listener: Listener<'_>,
+    cancel: CancellationToken,
+    on_state: impl Fn(bool),
+    on_message: impl Fn(&[u8]),
+) {
+    let Listener {
+        exchange,
+        routing_key,
+        no_ack,
+        what,
+    } = listener;
+    let mut backoff = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        let result = async {
+            let mut consumer = broker
+                .private_consumer(&exchange, routing_key, no_ack)
+                .await?;
+            on_state(true);
+            backoff = Duration::from_millis(100);
+            tracing::info!(listener = what, "listening");
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    next = consumer.next() => {
+                        let delivery = match next {
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => return Err(BrokerError::from(e)),
+                            None => return Err(BrokerError::Timeout),
+                        };
+                        on_message(&delivery.data);
+                        if !no_ack {
+                            let _ = delivery.ack(BasicAckOptions::default()).await;
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        on_state(false);
+        if let Err(e) = result {
+            tracing::warn!(listener = what, error = %e, "listener lost the broker; reconnecting");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// Publishes persistent JSON messages and waits for the broker's confirm.
 pub struct Publisher {
     broker: Arc<Broker>,
