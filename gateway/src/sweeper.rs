@@ -40,13 +40,5 @@ pub async fn sweep_once(state: &State) -> Result<usize, DbError> {
 /// Sweeps every `gateway.sweeper_interval_ms` until cancelled.
 pub async fn run(state: Arc<State>, cancel: CancellationToken) {
     let interval = Duration::from_millis(state.settings.gateway.sweeper_interval_ms);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if let Err(e) = sweep_once(&state).await {
-            tracing::warn!(error = %e, "sweeper pass failed");
-        }
-    }
+    shared::tasks::every(interval, cancel, "sweeper", || sweep_once(&state)).await;
 }

@@ -18,6 +18,7 @@ pub mod signing;
 pub mod ssml;
 pub mod storage;
 pub mod targets;
+pub mod tasks;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

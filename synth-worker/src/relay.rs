@@ -54,16 +54,5 @@ pub async fn run(
     grace: Duration,
     cancel: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if let Err(e) = relay_once(&ctx, grace).await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "event relay pass failed; next pass retries"
-            );
-        }
-    }
+    shared::tasks::every(interval, cancel, "event relay", || relay_once(&ctx, grace)).await;
 }
