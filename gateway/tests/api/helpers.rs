@@ -162,6 +162,12 @@ impl TestApp {
 
     /// The next job on this app's `synth.jobs`, within a deadline.
     pub async fn next_job(&self) -> Value {
+        serde_json::from_slice(&self.next_job_delivery().await.data).unwrap()
+    }
+
+    /// The next delivery of this app's `synth.jobs` (acked), within a
+    /// deadline: the job with its AMQP properties.
+    pub async fn next_job_delivery(&self) -> lapin::message::Delivery {
         let broker = Broker::new(&self.settings.amqp, "test-observer");
         let ch = broker.channel().await.unwrap();
         let queue = broker.topology().jobs_queue();
@@ -180,7 +186,7 @@ impl TestApp {
             .unwrap()
             .unwrap();
         delivery.ack(BasicAckOptions::default()).await.unwrap();
-        serde_json::from_slice(&delivery.data).unwrap()
+        delivery
     }
 }
 

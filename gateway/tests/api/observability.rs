@@ -2,15 +2,10 @@
 //! token when one is set), the trace context it puts on jobs (kept by the
 //! sweeper's re-publish), and the request id in error bodies.
 
-use std::time::Duration;
-
 use diesel::prelude::*;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use secrecy::SecretString;
 use serde_json::Value;
-use shared::amqp::Broker;
 use shared::schema::generations;
 use shared::testing::metric_value;
 use shared::trace::TraceContext;
@@ -46,23 +41,7 @@ fn requests(text: &str, method: &str, route: &str, status: &str) -> f64 {
 
 /// The next job on the app's queue and the `traceparent` it carries.
 async fn next_job_with_trace(app: &TestApp) -> (Value, Option<TraceContext>) {
-    let broker = Broker::new(&app.settings.amqp, "test-trace-observer");
-    let ch = broker.channel().await.unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            broker.topology().jobs_queue().into(),
-            "test-trace-observer".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .expect("no job within 10 s")
-        .unwrap()
-        .unwrap();
-    delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let delivery = app.next_job_delivery().await;
     let trace = delivery
         .properties
         .headers()
@@ -72,7 +51,6 @@ async fn next_job_with_trace(app: &TestApp) -> (Value, Option<TraceContext>) {
             AMQPValue::LongString(s) => TraceContext::parse(&String::from_utf8_lossy(s.as_bytes())),
             _ => None,
         });
-    let _ = ch.close(200, "done".into()).await;
     (serde_json::from_slice(&delivery.data).unwrap(), trace)
 }
 
