@@ -12,7 +12,7 @@ use shared::settings::Settings;
 use shared::testing::receiver::Receiver;
 use standardwebhooks::Webhook;
 
-use crate::helpers::{SEED, settings};
+use crate::helpers::{SEED, rms, settings};
 
 const EVENT_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -193,8 +193,7 @@ async fn seed_request_travels_the_whole_path_and_arrives_as_a_signed_webhook_wit
         (2_000..10_000).contains(&duration_ms),
         "{duration_ms} ms for the seed sentence"
     );
-    let rms =
-        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    let rms = rms(&samples);
     assert!(rms > 300.0, "RMS {rms}: silence");
 
     // The API agrees, and serves the same bytes with the key.

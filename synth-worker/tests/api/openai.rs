@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::e2e::start_stack;
-use crate::helpers::{SEED, settings};
+use crate::helpers::{SEED, rms, settings};
 
 async fn workspace_credits_used(stack: &crate::e2e::Stack) -> i64 {
     let w: Value = stack.get("/v1/workspace").await.json().await.unwrap();
@@ -38,8 +38,7 @@ async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
     assert_eq!(wav.spec().sample_rate, 24_000, "OpenAI's rate");
     let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
     assert!(samples.len() > 24_000, "{} samples", samples.len());
-    let rms =
-        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    let rms = rms(&samples);
     assert!(rms > 300.0, "RMS {rms}: silence");
 
     // An ordinary generation: listed, completed, charged once.
