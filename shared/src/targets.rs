@@ -17,16 +17,39 @@ use std::time::Duration;
 use crate::settings::WebhookSettings;
 
 /// A target refused by policy; its message is what the API and the delivery
-/// log show.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "refused target {host}: {ip} is a {kind} address (the operator can allow it in webhooks.allowed_target_cidrs)"
-)]
+/// log show, so it names the address and its kind only when the customer
+/// wrote that address: what a host *name* resolved to is the operator's
+/// network, never told to a tenant (`ip` and `kind` are for the operator's
+/// logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRefused {
     pub host: String,
     pub ip: IpAddr,
     pub kind: &'static str,
+    /// The host was an IP literal, not a name.
+    pub literal: bool,
 }
+
+impl std::fmt::Display for TargetRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HINT: &str = "the operator can allow it in webhooks.allowed_target_cidrs";
+        if self.literal {
+            write!(
+                f,
+                "refused target {}: {} is a {} address ({HINT})",
+                self.host, self.ip, self.kind
+            )
+        } else {
+            write!(
+                f,
+                "refused target {}: the name resolves to an address that is not public ({HINT})",
+                self.host
+            )
+        }
+    }
+}
+
+impl std::error::Error for TargetRefused {}
 
 /// An IPv4 or IPv6 network, `address/prefix` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +178,14 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         // 64:ff9b::/96 (NAT64) reaches the IPv4 address it embeds.
         let [.., a, b, c, d] = ip.octets();
         v4_kind(Ipv4Addr::new(a, b, c, d))
+    } else if segments[..3] == [0x64, 0xff9b, 1] {
+        // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): translated by the
+        // operator's own NAT64, to whatever it maps there.
+        Some("local-use NAT64")
+    } else if (segments[0], segments[1]) == (0x2001, 0) {
+        // 2001::/32, Teredo: a tunnel whose server and client addresses
+        // are embedded (obfuscated), so where it leads cannot be checked.
+        Some("Teredo")
     } else if segments[0] == 0x2002 {
         // 6to4 (2002::/16) embeds an IPv4 address too.
         let o = ip.octets();
@@ -200,13 +231,15 @@ impl TargetPolicy {
         zero(true) && zero(false)
     }
 
-    /// Refuses `ip` (an address of `host`) unless it is public or allowed.
+    /// Refuses `ip` (an address the name `host` resolved to) unless it is
+    /// public or allowed.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), TargetRefused> {
         match non_public_kind(ip) {
             Some(kind) if !self.allowed.iter().any(|c| c.contains(ip)) => Err(TargetRefused {
                 host: host.to_owned(),
                 ip,
                 kind,
+                literal: false,
             }),
             _ => Ok(()),
         }
@@ -221,6 +254,10 @@ impl TargetPolicy {
             _ => return Ok(()),
         };
         self.check_ip(url.host_str().unwrap_or_default(), ip)
+            .map_err(|refused| TargetRefused {
+                literal: true,
+                ..refused
+            })
     }
 
     /// Checks every address `host` resolves to; the first refused one wins
@@ -307,6 +344,10 @@ mod tests {
             ("2002:7f00:1::", "loopback"),
             ("2001:db8::1", "reserved"),
             ("::127.0.0.1", "reserved"),
+            ("2001::1", "Teredo"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("64:ff9b:1::a00:1", "local-use NAT64"),
+            ("64:ff9b:1:ffff::1", "local-use NAT64"),
         ] {
             assert_eq!(kind(ip), Some(expected), "{ip}");
         }
@@ -320,6 +361,8 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "64:ff9b::808:808",
+            "2001:4860::8888",
+            "2001:200::1",
         ] {
             assert_eq!(kind(ip), None, "{ip}");
         }
@@ -393,6 +436,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind, "loopback");
+        let message = err.to_string();
+        assert!(
+            message.contains("not public") && !message.contains("loopback"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("::1"),
+            "what a name resolved to is not told: {message}"
+        );
+        let literal = p
+            .check_url(&url("http://127.0.0.1:9/"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(
+            literal.literal
+                && literal
+                    .to_string()
+                    .contains("127.0.0.1 is a loopback address")
+        );
         assert!(
             p.check_url(
                 &url("https://no-such-host.invalid/"),

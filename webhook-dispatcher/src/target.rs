@@ -27,6 +27,9 @@ impl Resolve for PolicyResolver {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Err(refused) = policy.check_addresses(&host, addrs.iter().map(SocketAddr::ip)) {
+                // The operator's log says where the name led; the error
+                // (the customer's delivery log) does not.
+                tracing::warn!(host, ip = %refused.ip, kind = refused.kind, "webhook target refused by policy");
                 return Err(Box::new(refused) as _);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
@@ -53,7 +56,11 @@ mod tests {
         let err = resolve(TargetPolicy::default(), "localhost")
             .await
             .unwrap_err();
-        assert!(err.contains("loopback"), "{err}");
+        assert!(err.contains("not public"), "{err}");
+        assert!(
+            !err.contains("loopback") && !err.contains("127.0.0.1"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

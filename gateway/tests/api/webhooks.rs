@@ -384,6 +384,8 @@ async fn private_targets_are_refused_at_registration_unless_allowed() {
         "http://[fd00::1]/",
         "http://[::ffff:192.168.0.1]/",
         "http://0.0.0.0/",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "http://[64:ff9b:1::a00:1]/",
     ] {
         let body = assert_error(
             post_webhook(&app, &json!({"url": url, "events": ["voice.ready"]})).await,
@@ -392,6 +394,13 @@ async fn private_targets_are_refused_at_registration_unless_allowed() {
         )
         .await;
         assert_eq!(body["error"]["param"], "url", "{url}");
+        let message = body["error"]["message"].as_str().unwrap();
+        if url.contains("localhost") {
+            // What a name resolved to is the operator's business.
+            for leak in ["127.0.0.1", "::1", "loopback"] {
+                assert!(!message.contains(leak), "{message}");
+            }
+        }
     }
     let public = create(&app, "https://93.184.216.34/hooks", &["voice.ready"]).await;
     assert_error(

@@ -57,6 +57,7 @@ async fn check_target(state: &State, url: &url::Url) -> Result<(), ApiError> {
         .check_url(url, RESOLVE_TIMEOUT)
         .await
         .map_err(|refused| {
+            tracing::info!(host = %refused.host, ip = %refused.ip, kind = refused.kind, "webhook URL refused by policy");
             ApiError::bad_request("url_not_allowed", refused.to_string()).with_param("url")
         })
 }
