@@ -15,6 +15,11 @@ const DEFAULTS: &str = include_str!("defaults.toml");
 /// Everything a voiceprod service can be configured with.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// Local development: the built-in, docker-compose and example secrets
+    /// are accepted. Off, a service refuses to start with any of them
+    /// ([`KNOWN_SECRETS`]), naming the setting.
+    #[serde(default)]
+    pub dev_mode: bool,
     /// PostgreSQL connection and pool.
     pub database: DatabaseSettings,
     /// RabbitMQ connection and topology naming.
@@ -300,6 +305,20 @@ fn unlimited_or<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D
     }
 }
 
+/// Secrets published with voiceprod (`defaults.toml`, `docker-compose.yml`,
+/// `deploy/k8s/secret.example.yaml`): anyone can sign audio URLs or call
+/// the key service with them, so outside `dev_mode` none is accepted.
+pub const KNOWN_SECRETS: [&str; 5] = [
+    "dev-audio-url-key-change-me",
+    "dev-internal-token-change-me",
+    "dev-only-audio-url-signing-key",
+    "dev-only-internal-token",
+    "CHANGE-ME-at-least-16-characters",
+];
+
+/// The password of the example connection URLs (`secret.example.yaml`).
+const EXAMPLE_PASSWORD: &str = "CHANGE-ME";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("failed to load configuration")]
@@ -329,10 +348,67 @@ impl Settings {
             .build()?
             .try_deserialize()?;
         settings.validate()?;
+        settings.refuse_known_secrets()?;
         Ok(settings)
     }
 
-    /// The built-in defaults alone (tests start from these).
+    /// Outside `dev_mode`, an error naming the first setting that holds a
+    /// published secret ([`KNOWN_SECRETS`], or the example URLs' password).
+    /// [`Settings::load`] checks it, so every service refuses to start.
+    pub fn refuse_known_secrets(&self) -> Result<(), SettingsError> {
+        if self.dev_mode {
+            return Ok(());
+        }
+        let published = |value: &str| {
+            KNOWN_SECRETS
+                .iter()
+                .any(|known| value.trim().eq_ignore_ascii_case(known))
+        };
+        let example_password = |value: &str| {
+            url::Url::parse(value)
+                .ok()
+                .and_then(|u| {
+                    u.password()
+                        .map(|p| p.eq_ignore_ascii_case(EXAMPLE_PASSWORD))
+                })
+                .unwrap_or(false)
+        };
+        let mut checks: Vec<(&str, bool)> = vec![
+            (
+                "audio_urls.signing_key (VOICEPROD__AUDIO_URLS__SIGNING_KEY)",
+                published(self.audio_urls.signing_key.expose_secret()),
+            ),
+            (
+                "key_service.internal_token (VOICEPROD__KEY_SERVICE__INTERNAL_TOKEN)",
+                published(self.key_service.internal_token.expose_secret()),
+            ),
+            (
+                "database.url (VOICEPROD__DATABASE__URL)",
+                example_password(self.database.url.expose_secret()),
+            ),
+            (
+                "amqp.url (VOICEPROD__AMQP__URL)",
+                example_password(self.amqp.url.expose_secret()),
+            ),
+        ];
+        if let Some(token) = &self.telemetry.metrics_token {
+            checks.push((
+                "telemetry.metrics_token (VOICEPROD__TELEMETRY__METRICS_TOKEN)",
+                published(token.expose_secret()),
+            ));
+        }
+        match checks.into_iter().find(|(_, bad)| *bad) {
+            Some((name, _)) => Err(SettingsError::Invalid(format!(
+                "{name} holds a secret published with voiceprod (a built-in, docker-compose or example value): \
+                 set it to a random secret (e.g. `openssl rand -hex 32`), or set VOICEPROD__DEV_MODE=true \
+                 for local development only"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The built-in defaults alone (tests start from these; they are not
+    /// checked for published secrets, see [`Settings::refuse_known_secrets`]).
     pub fn defaults() -> Result<Self, SettingsError> {
         let settings: Settings = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
@@ -481,6 +557,46 @@ mod tests {
             .unwrap()
             .try_deserialize();
         assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn published_secrets_are_refused_outside_dev_mode() {
+        let refused = |s: &Settings| match s.refuse_known_secrets() {
+            Err(SettingsError::Invalid(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let mut s = Settings::defaults().unwrap();
+        assert!(!s.dev_mode);
+        assert!(refused(&s).starts_with("audio_urls.signing_key"));
+        s.audio_urls.signing_key = SecretString::from("5f0c2b8e9d7a41c3b6e2f9a8d1c4b7e0");
+        assert!(refused(&s).starts_with("key_service.internal_token"));
+        s.key_service.internal_token = SecretString::from(" dev-only-internal-token ");
+        assert!(
+            refused(&s).starts_with("key_service.internal_token"),
+            "compose's default"
+        );
+        s.key_service.internal_token = SecretString::from("a1b2c3d4e5f60718293a4b5c6d7e8f90");
+        assert!(s.refuse_known_secrets().is_ok());
+        s.database.url =
+            SecretString::from("postgres://voiceprod:CHANGE-ME@postgres:5432/voiceprod");
+        assert!(
+            refused(&s).starts_with("database.url"),
+            "the k8s example's password"
+        );
+        s.database.url = SecretString::from("postgres://voiceprod:s3cr3t@postgres:5432/voiceprod");
+        s.telemetry.metrics_token = Some(SecretString::from("CHANGE-ME-at-least-16-characters"));
+        let message = refused(&s);
+        assert!(message.starts_with("telemetry.metrics_token"), "{message}");
+        assert!(
+            !message.contains("CHANGE-ME-at"),
+            "the message never repeats the value"
+        );
+        s.telemetry.metrics_token = None;
+        assert!(s.refuse_known_secrets().is_ok());
+
+        let mut dev = Settings::defaults().unwrap();
+        dev.dev_mode = true;
+        assert!(dev.refuse_known_secrets().is_ok());
     }
 
     #[test]

@@ -3,4 +3,5 @@
 
 mod bootstrap;
 mod helpers;
+mod secrets;
 mod verify;
