@@ -3,4 +3,5 @@
 
 mod bootstrap;
 mod helpers;
+mod keys;
 mod verify;
