@@ -2,13 +2,22 @@
 //! `/v1/webhooks` (a middleware, so the handlers stay plain).
 //!
 //! The key is scoped to the workspace and kept 24 h with a hash of the
-//! request (method, path, the JSON body in canonical form). The first
-//! request claims it (`shared::models::idempotency`, a primary key decides
-//! races) and runs; a 2xx response is stored and returned again, with
-//! `Idempotent-Replayed: true`, to every later request with the same key and
-//! body — a request racing the first one waits for it. Another body with the
-//! same key is 409 `idempotency_key_reused`. A non-2xx response releases the
-//! claim, so a request refused for want of credits can be retried with its key.
+//! request (method, path, the JSON body in canonical form) and the API key
+//! that sent it. The request is authenticated and must hold the route's
+//! scope before anything is looked up, so a key that may not make the
+//! request never sees a stored answer. The first request claims the key
+//! (`shared::models::idempotency`, a primary key decides races) and runs; a
+//! 2xx response is stored and returned again, with `Idempotent-Replayed:
+//! true`, to every later request of the same API key with the same body — a
+//! request racing the first one waits for it. Another body with the same
+//! key, or the same key from another API key of the workspace, is 409
+//! `idempotency_key_reused`. A non-2xx response releases the claim, so a
+//! request refused for want of credits can be retried with its key.
+//!
+//! Secrets are shown once and never stored: the `secret` of a created API
+//! key or webhook endpoint is removed from the answer before it is stored
+//! (`Claim::settle`, which every stored answer goes through), so a replay
+//! answers the object without its `secret`; rotate it for a new one.
 //!
 //! A handler whose effect is a database transaction settles the claim inside
 //! it (`Claim::settle`, see `POST /v1/generations`), so the charge and the
@@ -39,8 +48,32 @@ use crate::startup::State;
 pub const HEADER: &str = "idempotency-key";
 /// Answer header of a stored response returned again.
 pub const REPLAYED: &str = "idempotent-replayed";
-/// Routes that take the header (all `POST`).
-const ROUTES: [&str; 3] = ["/v1/generations", "/v1/keys", "/v1/webhooks"];
+/// A route that takes the header (all `POST`).
+struct Route {
+    path: &'static str,
+    /// The scope its handler requires, checked before any replay.
+    scope: &'static str,
+    /// The field of its answer holding a secret, never stored.
+    secret: Option<&'static str>,
+}
+
+static ROUTES: [Route; 3] = [
+    Route {
+        path: "/v1/generations",
+        scope: "generations:write",
+        secret: None,
+    },
+    Route {
+        path: "/v1/keys",
+        scope: "keys:manage",
+        secret: Some("secret"),
+    },
+    Route {
+        path: "/v1/webhooks",
+        scope: "webhooks:manage",
+        secret: Some("secret"),
+    },
+];
 /// Response headers stored and replayed with the body.
 const KEPT_HEADERS: [&str; 3] = ["content-type", "location", "x-credits-charged"];
 /// How long a request waits for a racing first request with its key.
@@ -53,12 +86,15 @@ pub struct Claim {
     workspace_id: Uuid,
     key: String,
     owner: Uuid,
+    /// The answer's field holding a secret, stripped before it is stored.
+    secret: Option<&'static str>,
     settled: Arc<AtomicBool>,
 }
 
 impl Claim {
-    /// Stores the response in the caller's transaction; `false` if this
-    /// request no longer holds the claim (the caller must roll back).
+    /// Stores the response (without its secret, see the module docs) in
+    /// the caller's transaction; `false` if this request no longer holds
+    /// the claim (the caller must roll back).
     pub fn settle(
         &self,
         conn: &mut PgConnection,
@@ -70,6 +106,10 @@ impl Claim {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
             .collect();
+        let body = match self.secret {
+            Some(field) => without_secret(body, field),
+            None => body.to_vec(),
+        };
         idempotency::settle(
             conn,
             self.workspace_id,
@@ -77,7 +117,7 @@ impl Claim {
             self.owner,
             status.as_u16() as i16,
             serde_json::Value::Object(headers),
-            body,
+            &body,
         )
     }
 
@@ -105,6 +145,37 @@ fn bad_key() -> ApiError {
         "Idempotency-Key must be 1 to 255 visible ASCII characters",
     )
     .with_param("Idempotency-Key")
+}
+
+/// The JSON `body` with every member named `field` removed, at any depth.
+/// A body that is not JSON is not stored at all (empty): it might be a
+/// secret in another shape.
+fn without_secret(body: &[u8], field: &str) -> Vec<u8> {
+    fn strip(value: &mut serde_json::Value, field: &str) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove(field);
+                map.values_mut().for_each(|v| strip(v, field));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| strip(v, field)),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            strip(&mut value, field);
+            serde_json::to_vec(&value).unwrap_or_default()
+        }
+        Err(_) => {
+            tracing::warn!("an answer carrying a secret is not JSON; storing it empty");
+            Vec::new()
+        }
+    }
+}
+
+fn reused(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", message)
+        .with_param("Idempotency-Key")
 }
 
 /// SHA-256 of method, path and the body (canonical JSON when it is JSON).
@@ -148,41 +219,50 @@ pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let applies = req.method() == actix_web::http::Method::POST
-        && ROUTES.contains(&req.path())
-        && req.headers().contains_key(HEADER);
-    if !applies {
+    let route = ROUTES.iter().find(|r| {
+        r.path == req.path()
+            && req.method() == actix_web::http::Method::POST
+            && req.headers().contains_key(HEADER)
+    });
+    let Some(route) = route else {
         return Ok(next.call(req).await?.map_into_boxed_body());
-    }
+    };
     let key = match req.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         Some(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
             k.to_owned()
         }
         _ => return Ok(req.error_response(bad_key())),
     };
+    // Who asks, and whether they may make this request at all, comes
+    // before any stored answer is looked at (issue 15).
     let principal = match req.extract::<Principal>().await {
         Ok(p) => p,
         Err(e) => return Ok(req.error_response(e)),
     };
+    if let Err(e) = principal.require(route.scope) {
+        return Ok(req.error_response(e));
+    }
     let body = match req.extract::<web::Bytes>().await {
         Ok(b) => b,
         Err(e) => return Ok(req.error_response(e)),
     };
-    let route = req.path().to_owned();
-    let hash = request_hash(req.method().as_str(), &route, &body);
+    let path = route.path;
+    let hash = request_hash(req.method().as_str(), path, &body);
     req.set_payload(payload_of(body));
     let Some(state) = req.app_data::<web::Data<State>>().cloned() else {
         return Ok(req.error_response(ApiError::internal(anyhow::anyhow!("state missing"))));
     };
     let workspace = principal.workspace_id.0;
+    let api_key = principal.key_id.0;
     let owner = Uuid::now_v7();
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
-        let (k, r) = (key.clone(), route.clone());
+        let k = key.clone();
         let outcome = state
             .db
             .run(move |conn| {
-                idempotency::claim(conn, workspace, &k, &r, &hash, owner).map_err(DbError::from)
+                idempotency::claim(conn, workspace, &k, path, &hash, owner, api_key)
+                    .map_err(DbError::from)
             })
             .await;
         match outcome {
@@ -190,14 +270,18 @@ pub async fn middleware(
             Ok(ClaimOutcome::Owned) => break,
             Ok(ClaimOutcome::Replay(record)) => {
                 let (http, _) = req.into_parts();
-                return Ok(ServiceResponse::new(http, replay(record)));
+                return Ok(ServiceResponse::new(http, replay(*record)));
             }
             Ok(ClaimOutcome::Mismatch) => {
-                return Ok(req.error_response(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_reused",
+                return Ok(req.error_response(reused(
                     "this Idempotency-Key was used with a different request in the last 24 hours",
-                ).with_param("Idempotency-Key")));
+                )));
+            }
+            Ok(ClaimOutcome::OtherKey) => {
+                return Ok(req.error_response(reused(
+                    "this Idempotency-Key was used by another API key in the last 24 hours; \
+                     a stored answer is only returned to the key that made the request",
+                )));
             }
             Ok(ClaimOutcome::InProgress) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(POLL).await;
@@ -215,6 +299,7 @@ pub async fn middleware(
         workspace_id: workspace,
         key: key.clone(),
         owner,
+        secret: route.secret,
         settled: Arc::new(AtomicBool::new(false)),
     };
     req.extensions_mut().insert(claim.clone());

@@ -62,8 +62,13 @@ impl ToSchema for Binary {}
 #[into_params(names("Idempotency-Key"), parameter_in = Header)]
 #[allow(dead_code)]
 pub struct IdempotencyKey(
-    /// 1 to 255 visible ASCII characters; a retry with the same key and
-    /// body gets the first answer again (24 h), another body a 409.
+    /// 1 to 255 visible ASCII characters, kept 24 h per workspace and bound
+    /// to the API key that first sent it. A retry by that key with the same
+    /// body gets the first answer again (`Idempotent-Replayed: true`), but
+    /// never a secret: a created key or webhook endpoint comes back without
+    /// its `secret`. Another body, or another API key, gets 409
+    /// `idempotency_key_reused`. The key must hold the operation's scope
+    /// before anything stored is looked at.
     Option<String>,
 );
 

@@ -3,6 +3,7 @@
 //! its first key from the command line.
 
 pub mod bootstrap;
+pub mod delegation;
 pub mod keys;
 pub mod routes;
 pub mod startup;

@@ -2,6 +2,11 @@
 //! SHA-256 of a secret travels for verification; a new secret travels once,
 //! from the key service through the gateway to the client that asked for it.
 //! Every call carries the internal token.
+//!
+//! Every call that creates, rotates or revokes a key names the calling key
+//! (`caller_key_id`); the key service judges the request by that key's own
+//! row — its scopes, expiry and credit limit, and whether it is still
+//! active — never by what the request says of it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,8 +56,9 @@ pub struct CreateKeyRequest {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub credit_limit: Option<i64>,
-    /// The scopes of the key making the request: a key cannot mint more.
-    pub caller_scopes: Vec<String>,
+    /// The key making the request: the new key may not outlive it, spend
+    /// more or hold a scope it lacks.
+    pub caller_key_id: KeyId,
 }
 
 /// `POST /internal/v1/workspaces/{ws}/keys/{id}/rotate`
@@ -60,7 +66,18 @@ pub struct CreateKeyRequest {
 #[serde(rename_all = "camelCase")]
 pub struct RotateKeyRequest {
     pub grace_period_seconds: i64,
-    pub caller_scopes: Vec<String>,
+    /// The key making the request: it must hold every scope of the rotated
+    /// key, and the new key (which keeps the old one's expiry and credit
+    /// limit) may not outlive it or spend more.
+    pub caller_key_id: KeyId,
+}
+
+/// Query of `DELETE /internal/v1/workspaces/{ws}/keys/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeKeyQuery {
+    /// The key making the request: it must hold every scope of the revoked key.
+    pub caller_key_id: KeyId,
 }
 
 /// A key as the API shows it (never its secret or hash).
@@ -91,7 +108,10 @@ pub struct KeyView {
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: KeyView,
-    /// `vp_` + 40 base62 characters; shown this once.
+    /// `vp_` + 40 base62 characters; shown this once, and never stored: an
+    /// idempotent replay of this answer (`Idempotent-Replayed: true`) has
+    /// no `secret` (rotate the key for a new one).
+    #[schema(required = false)]
     pub secret: String,
 }
 

@@ -72,6 +72,7 @@ diesel::table! {
         response_body -> Nullable<Bytea>,
         created_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        api_key_id -> Nullable<Uuid>,
     }
 }
 
@@ -158,6 +159,7 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(generations -> workspaces (workspace_id));
+diesel::joinable!(idempotency_keys -> api_keys (api_key_id));
 diesel::joinable!(idempotency_keys -> workspaces (workspace_id));
 diesel::joinable!(usage_events -> workspaces (workspace_id));
 diesel::joinable!(voices -> workspaces (workspace_id));

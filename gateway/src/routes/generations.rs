@@ -145,7 +145,7 @@ fn payment_required(code: &'static str, message: String) -> ApiError {
         (status = 400, description = "Malformed body, unknown format or textType, speed, sampleRate or metadata out of range, bad Idempotency-Key", body = ErrorEnvelope),
         (status = 402, description = "Not enough credits left in this period (`insufficient_credits`), or over this key's limit (`key_credit_limit`)", body = ErrorEnvelope),
         (status = 403, description = "The key lacks generations:write, the plan lacks API access or the format (`format_not_in_plan`)", body = ErrorEnvelope),
-        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body or by another API key (`idempotency_key_reused`), or its first request is still running", body = ErrorEnvelope),
         (status = 422, description = "Empty or too long text, invalid SSML, control characters, unknown voice, a sample rate the format cannot encode", body = ErrorEnvelope),
         (status = 429, description = "Rate limited, or the workspace has its plan's maximum of generations processing", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),

@@ -1,8 +1,10 @@
 //! `/v1/keys`: create, list (with this period's usage per key), rotate with
 //! a grace period, revoke. The key service owns keys and validates; the
-//! gateway checks `keys:manage`, passes the caller's scopes so a key cannot
-//! mint more than it holds, adds usage from the ledger it owns, and drops a
-//! revoked or rotated key from its own cache before answering.
+//! gateway checks `keys:manage` and names the calling key, whose own row the
+//! key service judges by (a key never makes a key that outlives it, may
+//! spend more or holds a scope it lacks, nor revokes or rotates a key
+//! holding a scope it lacks); it adds usage from the ledger it owns, and
+//! drops a revoked or rotated key from its own cache before answering.
 
 use std::collections::HashMap;
 
@@ -39,10 +41,13 @@ pub struct CreateKey {
     /// `voices:write`, `webhooks:manage`, `keys:manage`, `usage:read`; at
     /// most the scopes of the key making the request.
     scopes: Vec<String>,
-    /// In the future; absent: never expires.
+    /// In the future; absent: never expires. No later than the expiry of
+    /// the key making the request, if it has one.
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
-    /// Credits this key may spend per period; absent: the workspace's allowance.
+    /// Credits this key may spend per period; absent: the workspace's
+    /// allowance. At most the limit of the key making the request, if it
+    /// has one.
     #[serde(default)]
     credit_limit: Option<i64>,
 }
@@ -119,10 +124,11 @@ async fn answer<T: serde::de::DeserializeOwned>(
     request_body = CreateKey,
     params(crate::openapi::IdempotencyKey),
     responses(
-        (status = 201, description = "Created, with its `secret`", body = CreatedKey),
+        (status = 201, description = "Created, with its `secret`, shown this once. An idempotent replay (`Idempotent-Replayed: true`) answers the key without its `secret`, which is never stored; rotate the key for a new one", body = CreatedKey,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request of this key with the same Idempotency-Key"))),
         (status = 400, description = "Invalid name, scopes, expiresAt or creditLimit", body = ErrorEnvelope),
-        (status = 403, description = "The key lacks keys:manage, or asks for a scope it does not hold itself", body = ErrorEnvelope),
-        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks keys:manage, asks for a scope it does not hold itself (`insufficient_scope`), or for a key that would outlive it or may spend more (`key_exceeds_parent`: no or a later `expiresAt`, no or a higher `creditLimit` than its own)", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body or by another API key (`idempotency_key_reused`), or its first request is still running", body = ErrorEnvelope),
         (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["keys:manage"]))
@@ -139,7 +145,7 @@ async fn create(
         scopes: body.scopes,
         expires_at: body.expires_at,
         credit_limit: body.credit_limit,
-        caller_scopes: principal.scopes.clone(),
+        caller_key_id: principal.key_id,
     };
     let sent = state
         .key_service
@@ -204,9 +210,9 @@ async fn list(state: web::Data<State>, principal: Principal) -> Result<HttpRespo
     params(("id" = KeyId, Path, description = "The key")),
     request_body = RotateKey,
     responses(
-        (status = 201, description = "The new key, with its `secret`", body = CreatedKey),
+        (status = 201, description = "The new key, with its `secret`; it keeps the old key's scopes, expiresAt and creditLimit", body = CreatedKey),
         (status = 400, description = "Invalid gracePeriodSeconds", body = ErrorEnvelope),
-        (status = 403, description = "The key lacks keys:manage, or the rotated key holds scopes it does not", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks keys:manage, the rotated key holds scopes it does not (`insufficient_scope`), or the rotated key outlives it or may spend more (`key_exceeds_parent`)", body = ErrorEnvelope),
         (status = 404, description = "No such key in this workspace", body = ErrorEnvelope),
         (status = 409, description = "The key was already rotated or revoked", body = ErrorEnvelope),
         (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
@@ -223,7 +229,7 @@ async fn rotate(
     let id = KeyId::parse(&path).ok_or_else(|| ApiError::not_found("key"))?;
     let request = RotateKeyRequest {
         grace_period_seconds: body.grace_period_seconds,
-        caller_scopes: principal.scopes.clone(),
+        caller_key_id: principal.key_id,
     };
     let sent = state
         .key_service
@@ -251,6 +257,7 @@ async fn rotate(
     params(("id" = KeyId, Path, description = "The key")),
     responses(
         (status = 200, description = "The key, revoked", body = KeyView),
+        (status = 403, description = "The key lacks keys:manage, or the revoked key holds scopes it does not (`insufficient_scope`)", body = ErrorEnvelope),
         (status = 404, description = "No such key in this workspace", body = ErrorEnvelope),
         (status = 503, description = "The key service is unavailable", body = ErrorEnvelope),
     ),
@@ -267,7 +274,12 @@ async fn revoke(
         .key_service
         .request(
             reqwest::Method::DELETE,
-            &format!("{}/{id}", workspace_keys_path(principal.workspace_id)),
+            // `RevokeKeyQuery`; a key id needs no escaping.
+            &format!(
+                "{}/{id}?callerKeyId={}",
+                workspace_keys_path(principal.workspace_id),
+                principal.key_id
+            ),
         )
         .send()
         .await;

@@ -468,3 +468,195 @@ async fn a_keys_credit_limit_is_enforced_also_under_concurrency() {
         202
     );
 }
+
+/// A time `minutes` from now, as the API writes it.
+fn from_now(minutes: i64) -> String {
+    shared::time::format(chrono::Utc::now() + chrono::Duration::minutes(minutes))
+}
+
+/// `POST /v1/keys/{id}/rotate` of `key` (no grace) with the key `secret`.
+async fn rotate_as(app: &TestApp, secret: &str, key: &Value) -> reqwest::Response {
+    let path = format!("/v1/keys/{}/rotate", key["id"].as_str().unwrap());
+    let body = json!({"gracePeriodSeconds": 0});
+    call(app, secret, reqwest::Method::POST, &path, Some(body)).await
+}
+
+/// `DELETE /v1/keys/{id}` of `key` with the key `secret`.
+async fn revoke_as(app: &TestApp, secret: &str, key: &Value) -> reqwest::Response {
+    let path = format!("/v1/keys/{}", key["id"].as_str().unwrap());
+    call(app, secret, reqwest::Method::DELETE, &path, None).await
+}
+
+/// A key with `keys:manage` and `generations:read` that expires in an hour
+/// and may spend 1 credit, made by the workspace's own key.
+async fn short_lived_manager(app: &TestApp) -> Value {
+    create_key(
+        app,
+        json!({"name": "temp", "scopes": ["keys:manage", "generations:read"],
+               "expiresAt": from_now(60), "creditLimit": 1}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_key_cannot_create_a_key_that_outlives_it_or_may_spend_more() {
+    let app = spawn_app().await;
+    let parent = short_lived_manager(&app).await;
+    let secret = parent["secret"].as_str().unwrap();
+    let cases = [
+        (
+            json!({"name": "forever", "scopes": ["generations:read"]}),
+            "expiresAt",
+        ),
+        (
+            json!({"name": "later", "scopes": ["generations:read"],
+                   "expiresAt": from_now(120), "creditLimit": 1}),
+            "expiresAt",
+        ),
+        (
+            json!({"name": "unlimited", "scopes": ["generations:read"],
+                   "expiresAt": from_now(30)}),
+            "creditLimit",
+        ),
+        (
+            json!({"name": "more", "scopes": ["generations:read"],
+                   "expiresAt": from_now(30), "creditLimit": 2}),
+            "creditLimit",
+        ),
+    ];
+
+    for (body, param) in cases {
+        let response = call(&app, secret, reqwest::Method::POST, "/v1/keys", Some(body)).await;
+        let error = assert_error(response, 403, "key_exceeds_parent").await;
+        assert_eq!(error["error"]["param"], param, "{error}");
+    }
+
+    assert_eq!(list_keys(&app).await.len(), 2, "nothing was created");
+    // A key as long-lived and as limited as its maker, or less, is fine.
+    for body in [
+        json!({"name": "equal", "scopes": ["keys:manage", "generations:read"],
+               "expiresAt": parent["expiresAt"], "creditLimit": 1}),
+        json!({"name": "narrower", "scopes": ["generations:read"],
+               "expiresAt": from_now(30), "creditLimit": 0}),
+    ] {
+        let response = call(&app, secret, reqwest::Method::POST, "/v1/keys", Some(body)).await;
+        assert_eq!(response.status().as_u16(), 201);
+    }
+}
+
+#[tokio::test]
+async fn a_key_cannot_rotate_a_key_that_outlives_it_or_may_spend_more() {
+    let app = spawn_app().await;
+    let parent = short_lived_manager(&app).await;
+    let secret = parent["secret"].as_str().unwrap();
+    let forever = create_key(
+        &app,
+        json!({"name": "forever", "scopes": ["generations:read"]}),
+    )
+    .await;
+    let unlimited = create_key(
+        &app,
+        json!({"name": "unlimited", "scopes": ["generations:read"], "expiresAt": from_now(30)}),
+    )
+    .await;
+    let within = create_key(
+        &app,
+        json!({"name": "within", "scopes": ["generations:read"],
+               "expiresAt": from_now(30), "creditLimit": 1}),
+    )
+    .await;
+
+    let error = assert_error(
+        rotate_as(&app, secret, &forever).await,
+        403,
+        "key_exceeds_parent",
+    )
+    .await;
+    assert_eq!(error["error"]["param"], "expiresAt");
+    let error = assert_error(
+        rotate_as(&app, secret, &unlimited).await,
+        403,
+        "key_exceeds_parent",
+    )
+    .await;
+    assert_eq!(error["error"]["param"], "creditLimit");
+
+    // The refused rotations changed nothing: both secrets still work.
+    for key in [&forever, &unlimited] {
+        assert_eq!(
+            status_with(&app, &app.address, key["secret"].as_str().unwrap()).await,
+            404
+        );
+    }
+    assert_eq!(list_keys(&app).await.len(), 5);
+    // A key within the caller's limits rotates, and the new key keeps them;
+    // so does the caller itself.
+    let rotated = rotate_as(&app, secret, &within).await;
+    assert_eq!(rotated.status().as_u16(), 201);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_eq!(rotated["expiresAt"], within["expiresAt"]);
+    assert_eq!(rotated["creditLimit"], 1);
+    assert_eq!(
+        rotate_as(&app, secret, &parent).await.status().as_u16(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn a_key_cannot_revoke_a_key_with_scopes_it_does_not_hold() {
+    let app = spawn_app().await;
+    let manager = key_with_scopes(&app, &["keys:manage", "generations:read"]);
+    let wider = create_key(
+        &app,
+        json!({"name": "wider", "scopes": ["generations:read", "generations:write"]}),
+    )
+    .await;
+    let narrower = create_key(
+        &app,
+        json!({"name": "narrower", "scopes": ["generations:read"]}),
+    )
+    .await;
+    let own = list_keys(&app)
+        .await
+        .into_iter()
+        .find(|k| k["name"] != "wider" && k["name"] != "narrower" && k["name"] != "limited")
+        .unwrap();
+
+    let error = assert_error(
+        revoke_as(&app, &manager, &wider).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("generations:write"),
+        "{error}"
+    );
+    assert_error(
+        revoke_as(&app, &manager, &own).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+
+    // Nothing was revoked.
+    assert_eq!(
+        status_with(&app, &app.address, wider["secret"].as_str().unwrap()).await,
+        404
+    );
+    assert_eq!(status_with(&app, &app.address, &app.api_key).await, 404);
+    assert!(
+        list_keys(&app)
+            .await
+            .iter()
+            .all(|k| k["revokedAt"].is_null())
+    );
+    // A key whose scopes it holds, it may revoke.
+    assert_eq!(
+        revoke_as(&app, &manager, &narrower).await.status().as_u16(),
+        200
+    );
+}

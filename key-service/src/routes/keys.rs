@@ -1,5 +1,7 @@
 //! A workspace's keys: create, list, rotate with a grace period, revoke at
-//! once, and the gateway's batched last-used updates. Rotation and
+//! once, and the gateway's batched last-used updates. Create, rotate and
+//! revoke are judged by the calling key's own row (`crate::delegation`):
+//! nothing is changed when it may not. Rotation and
 //! revocation are committed first, then announced on `voiceprod.keys` so
 //! every gateway drops the old key from its cache; the gateway's cache TTL
 //! bounds staleness even if that announcement is lost.
@@ -13,10 +15,13 @@ use shared::api_key;
 use shared::db::DbError;
 use shared::http::ApiError;
 use shared::ids::{KeyId, WorkspaceId};
-use shared::keys_api::{CreateKeyRequest, CreatedKey, KeyView, RotateKeyRequest, TouchRequest};
+use shared::keys_api::{
+    CreateKeyRequest, CreatedKey, KeyView, RevokeKeyQuery, RotateKeyRequest, TouchRequest,
+};
 use shared::messages::KeyMessage;
 use shared::models::Workspace;
 
+use crate::delegation::{self, Grant};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::startup::State;
 
@@ -30,18 +35,6 @@ fn workspace(id: &str) -> Result<WorkspaceId, ApiError> {
 
 fn key_id(id: &str) -> Result<KeyId, ApiError> {
     KeyId::parse(id).ok_or_else(|| ApiError::not_found("key"))
-}
-
-/// 403 unless every scope in `wanted` is held by the caller.
-fn within_caller_scopes(wanted: &[String], caller: &[String]) -> Result<(), ApiError> {
-    match wanted.iter().find(|s| !caller.contains(s)) {
-        None => Ok(()),
-        Some(s) => Err(ApiError::forbidden(
-            "insufficient_scope",
-            format!("a key cannot grant the scope {s}, which it does not hold itself"),
-        )
-        .with_param("scopes")),
-    }
 }
 
 fn validate_create(body: &CreateKeyRequest) -> Result<Vec<String>, ApiError> {
@@ -75,7 +68,6 @@ fn validate_create(body: &CreateKeyRequest) -> Result<Vec<String>, ApiError> {
             scopes.push(s.clone());
         }
     }
-    within_caller_scopes(&scopes, &body.caller_scopes)?;
     if body.expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(
             ApiError::bad_request("invalid_expires_at", "expiresAt must be in the future")
@@ -109,6 +101,15 @@ pub async fn create(
                 diesel::result::Error::NotFound => ApiError::not_found("workspace"),
                 e => DbError::from(e).into(),
             })?;
+            let caller = delegation::caller(conn, ws.0, body.caller_key_id)?;
+            delegation::may_issue(
+                &caller,
+                &Grant {
+                    scopes: &scopes,
+                    expires_at: body.expires_at,
+                    credit_limit: body.credit_limit,
+                },
+            )?;
             let secret = api_key::generate();
             let key = ApiKey::insert(
                 conn,
@@ -166,7 +167,7 @@ pub async fn rotate(
         )
         .with_param("gracePeriodSeconds"));
     }
-    let caller = body.caller_scopes.clone();
+    let caller_id = body.caller_key_id;
     let (old, created) = state
         .db
         .run(move |conn| {
@@ -174,6 +175,7 @@ pub async fn rotate(
                 let old = ApiKey::find_in_workspace(conn, ws.0, id.0)
                     .map_err(DbError::from)?
                     .ok_or_else(|| ApiError::not_found("key"))?;
+                let caller = delegation::caller(conn, ws.0, caller_id)?;
                 let now = Utc::now();
                 if old.revoked_at.is_some_and(|t| t <= now)
                     || old.expires_at.is_some_and(|t| t <= now)
@@ -184,7 +186,16 @@ pub async fn rotate(
                         "this key is revoked or expired; create a new key instead",
                     ));
                 }
-                within_caller_scopes(&old.scopes, &caller)?;
+                // The new key keeps the old one's scopes, expiry and limit.
+                delegation::holds(&caller, &old.scopes, "rotate a key holding")?;
+                delegation::may_issue(
+                    &caller,
+                    &Grant {
+                        scopes: &old.scopes,
+                        expires_at: old.expires_at,
+                        credit_limit: old.credit_limit,
+                    },
+                )?;
                 let secret = api_key::generate();
                 let new = ApiKey::insert(
                     conn,
@@ -225,16 +236,20 @@ pub async fn revoke(
     req: HttpRequest,
     state: web::Data<State>,
     path: web::Path<(String, String)>,
+    query: web::Query<RevokeKeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     super::require_internal(&req, &state)?;
     let (ws, id) = path.into_inner();
     let (ws, id) = (workspace(&ws)?, key_id(&id)?);
+    let caller_id = query.into_inner().caller_key_id;
     let key = state
         .db
         .run(move |conn| {
-            ApiKey::find_in_workspace(conn, ws.0, id.0)
+            let target = ApiKey::find_in_workspace(conn, ws.0, id.0)
                 .map_err(DbError::from)?
                 .ok_or_else(|| ApiError::not_found("key"))?;
+            let caller = delegation::caller(conn, ws.0, caller_id)?;
+            delegation::holds(&caller, &target.scopes, "revoke a key holding")?;
             ApiKey::revoke(conn, id.0, Utc::now()).map_err(|e| ApiError::from(DbError::from(e)))
         })
         .await?;

@@ -3,5 +3,6 @@
 
 mod bootstrap;
 mod helpers;
+mod keys;
 mod secrets;
 mod verify;

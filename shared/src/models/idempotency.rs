@@ -1,9 +1,15 @@
 //! `idempotency_keys`: one row per (workspace, `Idempotency-Key`) for 24 h,
-//! holding the request's hash and, once it succeeded, its response.
+//! holding the request's hash, the API key that sent it and, once it
+//! succeeded, its response.
 //!
 //! Invariants: the primary key decides a race — exactly one request inserts
 //! the claim and runs; the others find it and wait for its response (or get
-//! 409 when their body differs). Only the claim's `owner` may store a
+//! 409 when their body differs). A row belongs to the API key whose request
+//! claimed it (`api_key_id`): only that key may wait for it, replay it or
+//! take it over; any other key of the workspace is `OtherKey` (a row with
+//! no key, from before migration 000010, is `OtherKey` to every key). A
+//! stored response never holds a secret (the gateway strips it before
+//! `settle`). Only the claim's `owner` may store a
 //! response or release the claim, so a claim taken over after it was
 //! abandoned (no response a minute after it was made: a crash) cannot be
 //! settled twice. Expired rows are deleted when their key is used again and
@@ -33,6 +39,9 @@ pub struct IdempotencyRecord {
     pub response_body: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The API key whose request claimed the key; `None`: unknown (a row
+    /// from before migration 000010, replayed to no key).
+    pub api_key_id: Option<Uuid>,
 }
 
 /// What `claim` found.
@@ -41,9 +50,11 @@ pub enum ClaimOutcome {
     /// This request holds the claim and runs.
     Owned,
     /// The first request's response, to be returned again.
-    Replay(IdempotencyRecord),
+    Replay(Box<IdempotencyRecord>),
     /// The key was used with another request.
     Mismatch,
+    /// The key was used by another API key of the workspace.
+    OtherKey,
     /// The first request is still running.
     InProgress,
 }
@@ -56,9 +67,11 @@ struct NewClaim<'a> {
     request_hash: &'a [u8],
     route: &'a str,
     owner: Uuid,
+    api_key_id: Uuid,
 }
 
-/// Claims `key` for the request hashed `hash` on behalf of `owner`.
+/// Claims `key` for the request hashed `hash`, sent with the API key
+/// `api_key_id`, on behalf of `owner`.
 pub fn claim(
     conn: &mut PgConnection,
     workspace_id: Uuid,
@@ -66,6 +79,7 @@ pub fn claim(
     route: &str,
     hash: &[u8],
     owner: Uuid,
+    api_key_id: Uuid,
 ) -> QueryResult<ClaimOutcome> {
     let now = Utc::now();
     let this = idempotency_keys::table
@@ -79,6 +93,7 @@ pub fn claim(
             request_hash: hash,
             route,
             owner,
+            api_key_id,
         })
         .on_conflict_do_nothing()
         .execute(conn)?;
@@ -93,11 +108,16 @@ pub fn claim(
         // Released between our insert and this read: the caller tries again.
         return Ok(ClaimOutcome::InProgress);
     };
+    // Before anything else: whether it is ours. Another key learns nothing
+    // of the request, its answer or whether it is still running.
+    if found.api_key_id != Some(api_key_id) {
+        return Ok(ClaimOutcome::OtherKey);
+    }
     if found.request_hash != hash {
         return Ok(ClaimOutcome::Mismatch);
     }
     if found.response_status.is_some() {
-        return Ok(ClaimOutcome::Replay(found));
+        return Ok(ClaimOutcome::Replay(Box::new(found)));
     }
     if found.created_at < now - ABANDONED_AFTER {
         let taken = diesel::update(this)

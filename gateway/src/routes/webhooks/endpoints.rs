@@ -33,9 +33,10 @@ const SCOPE: &str = "webhooks:manage";
     request_body = CreateWebhook,
     params(crate::openapi::IdempotencyKey),
     responses(
-        (status = 201, description = "Created, with its `secret`", body = EndpointView),
+        (status = 201, description = "Created, with its `secret`, shown this once. An idempotent replay (`Idempotent-Replayed: true`) answers the endpoint without its `secret`, which is never stored; use rotate-secret for a new one", body = EndpointView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request of this key with the same Idempotency-Key"))),
         (status = 400, description = "Invalid url, events or description, or a target the operator does not allow (`url_not_allowed`)", body = ErrorEnvelope),
-        (status = 409, description = "The Idempotency-Key was used with another body, or its first request is still running", body = ErrorEnvelope),
+        (status = 409, description = "The Idempotency-Key was used with another body or by another API key (`idempotency_key_reused`), or its first request is still running", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["webhooks:manage"]))
 )]
