@@ -11,6 +11,14 @@
 //!   `key_stale_window_ms` keep working; anything else gets 503.
 //! - Use of a key is recorded in memory and flushed in batches
 //!   (`last_used.rs`), never as a database write per request.
+//! - Hashes the key service does not know are remembered apart from the
+//!   known keys, for `key_negative_cache_ttl_ms`, at most
+//!   `key_negative_cache_capacity` of them: a flood of random keys asks the
+//!   key service once per key and can never evict a known key. Every
+//!   invalidation (a rotation, a revocation, a reconnect) forgets them all,
+//!   so no new secret is shadowed by an earlier miss.
+//! - Refused keys count against the client address (`auth_limit.rs`), which
+//!   is checked before anything else is looked at.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,8 +41,6 @@ use shared::settings::Plan;
 use crate::key_service::KeyServiceClient;
 use crate::startup::State;
 
-/// Entries kept at most; past it the cache starts over (a bound, not an LRU).
-const CACHE_CAPACITY: usize = 100_000;
 /// Verifications retried when invalidations keep arriving meanwhile.
 const MAX_VERIFY_ROUNDS: usize = 3;
 
@@ -62,10 +68,10 @@ impl Principal {
     }
 }
 
-/// What the key service said of a hash (`None`: unknown), and when.
+/// A key the key service knows, and when it said so.
 #[derive(Clone)]
 struct CacheEntry {
-    key: Option<VerifiedKey>,
+    key: VerifiedKey,
     verified_at: Instant,
 }
 
@@ -74,7 +80,13 @@ pub struct KeyVerifier {
     client: Arc<KeyServiceClient>,
     ttl: Duration,
     stale_window: Duration,
+    /// Known keys; past `capacity` the cache starts over (a bound, not an LRU).
     cache: RwLock<HashMap<[u8; 32], CacheEntry>>,
+    capacity: usize,
+    /// Unknown hashes and when the key service said so.
+    unknown: RwLock<HashMap<[u8; 32], Instant>>,
+    unknown_ttl: Duration,
+    unknown_capacity: usize,
     /// Bumped by every invalidation; see the module invariants.
     epoch: AtomicU64,
     /// Whether invalidations are being received (readiness).
@@ -90,10 +102,28 @@ impl KeyVerifier {
             ttl,
             stale_window,
             cache: RwLock::new(HashMap::new()),
+            capacity: 100_000,
+            unknown: RwLock::new(HashMap::new()),
+            unknown_ttl: Duration::from_secs(2),
+            unknown_capacity: 10_000,
             epoch: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             metrics: Metrics::default(),
         }
+    }
+
+    /// Known keys kept at most; unknown hashes remembered for `unknown_ttl`,
+    /// at most `unknown_capacity` of them.
+    pub fn with_capacities(
+        mut self,
+        capacity: usize,
+        unknown_ttl: Duration,
+        unknown_capacity: usize,
+    ) -> Self {
+        self.capacity = capacity.max(1);
+        self.unknown_ttl = unknown_ttl;
+        self.unknown_capacity = unknown_capacity.max(1);
+        self
     }
 
     /// Counts cache hits and misses in the service's `metrics`.
@@ -115,13 +145,24 @@ impl KeyVerifier {
         self.cache.read().ok()?.get(hash).cloned()
     }
 
+    fn known_unknown(&self, hash: &[u8; 32]) -> bool {
+        self.unknown
+            .read()
+            .ok()
+            .and_then(|u| u.get(hash).copied())
+            .is_some_and(|at| at.elapsed() < self.unknown_ttl)
+    }
+
     fn remember(&self, hash: [u8; 32], key: Option<VerifiedKey>, epoch: u64) {
+        let Some(key) = key else {
+            return self.remember_unknown(hash, epoch);
+        };
         if let Ok(mut cache) = self.cache.write() {
             // An invalidation arrived while we asked: the answer may predate it.
             if self.epoch.load(Ordering::SeqCst) != epoch {
                 return;
             }
-            if cache.len() >= CACHE_CAPACITY {
+            if cache.len() >= self.capacity {
                 cache.clear();
             }
             cache.insert(
@@ -134,10 +175,37 @@ impl KeyVerifier {
         }
     }
 
+    fn remember_unknown(&self, hash: [u8; 32], epoch: u64) {
+        if let Ok(mut unknown) = self.unknown.write() {
+            // Same rule as for known keys: an invalidation (a rotation's new
+            // secret, say) may have made this answer wrong.
+            if self.epoch.load(Ordering::SeqCst) != epoch {
+                return;
+            }
+            if unknown.len() >= self.unknown_capacity {
+                let ttl = self.unknown_ttl;
+                unknown.retain(|_, at| at.elapsed() < ttl);
+                if unknown.len() >= self.unknown_capacity {
+                    unknown.clear();
+                }
+            }
+            unknown.insert(hash, Instant::now());
+        }
+    }
+
+    /// Forgets every unknown hash; called with the epoch bumped, under the
+    /// cache's lock, by every invalidation.
+    fn forget_unknown(&self) {
+        if let Ok(mut unknown) = self.unknown.write() {
+            unknown.clear();
+        }
+    }
+
     /// Drops these key hashes (hex SHA-256) from the cache.
     pub fn invalidate_hashes(&self, hashes: &[String]) {
         if let Ok(mut cache) = self.cache.write() {
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.forget_unknown();
             for h in hashes {
                 if let Ok(bytes) = hex::decode(h)
                     && let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice())
@@ -152,7 +220,8 @@ impl KeyVerifier {
     pub fn invalidate_key(&self, key_id: KeyId) {
         if let Ok(mut cache) = self.cache.write() {
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            cache.retain(|_, e| e.key.as_ref().is_none_or(|k| k.key_id != key_id));
+            self.forget_unknown();
+            cache.retain(|_, e| e.key.key_id != key_id);
         }
     }
 
@@ -160,6 +229,7 @@ impl KeyVerifier {
     pub fn clear(&self) {
         if let Ok(mut cache) = self.cache.write() {
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.forget_unknown();
             cache.clear();
         }
     }
@@ -187,7 +257,11 @@ impl KeyVerifier {
             && entry.verified_at.elapsed() < self.ttl
         {
             self.metrics.key_cache(true);
-            return Ok(entry.key.clone());
+            return Ok(Some(entry.key.clone()));
+        }
+        if self.known_unknown(&hash) {
+            self.metrics.key_cache(true);
+            return Ok(None);
         }
         self.metrics.key_cache(false);
         for _ in 0..MAX_VERIFY_ROUNDS {
@@ -206,7 +280,7 @@ impl KeyVerifier {
                         && entry.verified_at.elapsed() < self.stale_window
                     {
                         tracing::warn!(error = %e, "key service unreachable; using a recent verification");
-                        return Ok(entry.key);
+                        return Ok(Some(entry.key));
                     }
                     return Err(ApiError::unavailable(
                         "key_service_unavailable",
@@ -244,26 +318,24 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         })
 }
 
-async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
-    // Authenticated (and counted against the rate limit) once per request,
-    // also when a middleware extracted it first.
-    if let Some(principal) = req.extensions().get::<Principal>() {
-        return Ok(principal.clone());
-    }
-    let secret = bearer(&req)?;
+/// Marks a request whose refused key was counted against its address.
+#[derive(Clone, Copy)]
+struct FailureCounted;
+
+/// The key of `secret` if it may be used now; a 401 otherwise (each one
+/// counts against the client address).
+async fn check_key(state: &State, secret: &str) -> Result<VerifiedKey, ApiError> {
     if !api_key::is_well_formed(secret) {
         return Err(ApiError::unauthorized(
             "invalid_api_key",
             "the API key is not valid",
         ));
     }
-    let hash = api_key::hash(secret);
-    let state = req
-        .app_data::<web::Data<State>>()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("gateway state missing")))?;
-    let key = state.keys.verify(hash).await?;
-    let key =
-        key.ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
+    let key = state
+        .keys
+        .verify(api_key::hash(secret))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
     let now = Utc::now();
     if key.revoked_at.is_some_and(|t| t <= now) {
         return Err(ApiError::unauthorized(
@@ -277,6 +349,32 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
             "this API key has expired",
         ));
     }
+    Ok(key)
+}
+
+async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+    // Authenticated (and counted against the rate limit) once per request,
+    // also when a middleware extracted it first.
+    if let Some(principal) = req.extensions().get::<Principal>() {
+        return Ok(principal.clone());
+    }
+    let secret = bearer(&req)?;
+    let state = req
+        .app_data::<web::Data<State>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("gateway state missing")))?;
+    let limiter = &state.auth_failures;
+    let client = limiter.client(&req);
+    limiter.check(client)?;
+    let checked = check_key(state, secret).await;
+    // Counted once per request, also when a middleware asked first.
+    if checked
+        .as_ref()
+        .is_err_and(|e| e.status == actix_web::http::StatusCode::UNAUTHORIZED)
+        && req.extensions_mut().insert(FailureCounted).is_none()
+    {
+        limiter.record_failure(client);
+    }
+    let key = checked?;
     let plan = state
         .settings
         .plan(&key.plan)

@@ -5,6 +5,7 @@
 //! registers webhook endpoints.
 
 pub mod auth;
+pub mod auth_limit;
 pub mod busy;
 pub mod completions;
 pub mod domain;

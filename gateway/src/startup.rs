@@ -42,6 +42,10 @@ pub struct State {
     pub busy: crate::busy::BusyGuard,
     /// Requests per second per key, on this replica.
     pub rate_limiter: RateLimiter,
+    /// Refused keys per client address, checked before any lookup.
+    pub auth_failures: crate::auth_limit::AuthFailureLimiter,
+    /// Places for `POST /v1/voices` bodies being read (`max_concurrent_uploads`).
+    pub uploads: tokio::sync::Semaphore,
 }
 
 impl State {
@@ -103,12 +107,19 @@ impl Application {
                     Duration::from_millis(settings.gateway.key_cache_ttl_ms),
                     Duration::from_millis(settings.gateway.key_stale_window_ms),
                 )
+                .with_capacities(
+                    settings.gateway.key_cache_capacity,
+                    Duration::from_millis(settings.gateway.key_negative_cache_ttl_ms),
+                    settings.gateway.key_negative_cache_capacity,
+                )
                 .with_metrics(metrics.clone()),
             ),
             last_used: LastUsed::new(key_service.clone()),
             published: Default::default(),
             busy: Default::default(),
             rate_limiter: RateLimiter::new(settings.gateway.replicas),
+            auth_failures: crate::auth_limit::AuthFailureLimiter::from_settings(&settings.gateway)?,
+            uploads: tokio::sync::Semaphore::new(settings.gateway.max_concurrent_uploads),
             key_service,
             settings,
         });

@@ -129,6 +129,31 @@ pub struct GatewaySettings {
     /// How long `POST /v1/audio/speech` waits for its generation before
     /// answering 504 with the generation's id (it goes on and can be fetched).
     pub speech_timeout_ms: u64,
+    /// `POST /v1/voices` uploads read at once by this gateway; one more is
+    /// refused with 503 `uploads_busy` and `Retry-After`.
+    pub max_concurrent_uploads: usize,
+    /// Where uploads are spooled while they are analysed (unlinked as soon
+    /// as they are created, so always removed); the system's temp dir if unset.
+    #[serde(default)]
+    pub upload_dir: Option<PathBuf>,
+    /// An upload's body must have arrived within this many seconds (408).
+    pub upload_timeout_secs: u64,
+    /// Verified keys cached at most; past it the cache starts over.
+    pub key_cache_capacity: usize,
+    /// How long a hash the key service does not know is answered 401
+    /// without asking again (a cache of its own, separate from known keys).
+    pub key_negative_cache_ttl_ms: u64,
+    /// Unknown hashes remembered at most.
+    pub key_negative_cache_capacity: usize,
+    /// Failed authentications allowed per client address in a burst; past
+    /// it the address gets 429 `too_many_auth_failures` until tokens refill.
+    pub auth_failures_per_address: u32,
+    /// The seconds over which an address's failure allowance refills in full.
+    pub auth_failure_window_secs: u64,
+    /// Proxies (IP addresses or CIDRs) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,6 +368,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("dispatcher.retry_schedule_secs")
                     .with_list_parse_key("webhooks.allowed_target_cidrs")
+                    .with_list_parse_key("gateway.trusted_proxies")
                     .try_parsing(true),
             )
             .build()?
@@ -446,6 +472,25 @@ impl Settings {
             return invalid(
                 "gateway.replicas must be at least 1, gateway.max_processing_generations not negative",
             );
+        }
+        let g = &self.gateway;
+        if g.max_concurrent_uploads == 0
+            || g.upload_timeout_secs == 0
+            || g.auth_failures_per_address == 0
+            || g.auth_failure_window_secs == 0
+        {
+            return invalid(
+                "gateway.max_concurrent_uploads, upload_timeout_secs, auth_failures_per_address and auth_failure_window_secs must be at least 1",
+            );
+        }
+        if let Some(bad) = g
+            .trusted_proxies
+            .iter()
+            .find(|p| p.parse::<crate::targets::Cidr>().is_err())
+        {
+            return invalid(&format!(
+                "gateway.trusted_proxies: {bad:?} is not an IP address or CIDR"
+            ));
         }
         if self.worker.prefetch_per_engine == 0 {
             return invalid("worker.prefetch_per_engine must be at least 1");

@@ -13,6 +13,17 @@
 //!   is `ready` in the 201 answer and `voice.ready` is published.
 //! - `DELETE /v1/voices/{id}` (`voices:write`): 204.
 //!
+//! Uploads never sit in memory: each sample is streamed to a temp file
+//! (`gateway.upload_dir`) that is unlinked the moment it is created, so it
+//! is gone when the request ends, however it ends, crash included, and it
+//! is decoded from there a chunk at a time (`analysis::decode_from`). Only
+//! the parameters are kept; the samples themselves are stored nowhere. At
+//! most `gateway.max_concurrent_uploads` uploads are read at once per
+//! gateway; one more is 503 `uploads_busy` with `Retry-After`, before its
+//! body is read (a capacity of this replica, not a limit of the client);
+//! a body must arrive within `gateway.upload_timeout_secs` (408
+//! `upload_timeout`), so a trickling client cannot hold a place for long.
+//!
 //! What "cloned" means on espeak-ng, a formant synthesiser: the voice
 //! follows the speaker's pitch (median), intonation range and speaking
 //! rate; it does not copy timbre, accent or voice quality. A neural engine
@@ -20,12 +31,18 @@
 //!
 //! Another workspace's voice is answered exactly like a missing one.
 
+use std::fs::File;
+use std::io::{BufReader, Seek};
+use std::path::Path;
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 use shared::db::DbError;
 use shared::http::{ApiError, ErrorEnvelope};
@@ -41,6 +58,8 @@ use crate::startup::State;
 /// Samples of one request together, at most (5 minutes of 48 kHz stereo
 /// 16-bit is ~58 MB).
 const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Sample files of one request at most (each is an open temp file).
+const MAX_SAMPLE_FILES: usize = 20;
 const MAX_TEXT_FIELD_BYTES: usize = 4096;
 const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 50;
@@ -374,21 +393,99 @@ pub struct CloneVoiceForm {
     description: Option<String>,
 }
 
-/// The multipart form as read.
+/// The multipart form as read; each sample is an unlinked temp file.
 #[derive(Default)]
 struct Form {
     name: Option<String>,
     language: Option<String>,
     gender: Option<String>,
     description: Option<String>,
-    samples: Vec<Vec<u8>>,
+    samples: Vec<Spooled>,
+}
+
+/// A sample spooled to disk: the file (already unlinked) and its length.
+struct Spooled {
+    file: File,
+    len: u64,
+}
+
+/// A new temp file in `dir`, unlinked at once: the open handle is all that
+/// is left of it, and the kernel frees it when the handle is dropped.
+fn spool_file(dir: &Path) -> std::io::Result<File> {
+    let path = dir.join(format!(
+        "voiceprod-upload-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// Reads one `samples` part into a spool file, at most `MAX_SAMPLE_BYTES`
+/// and `MAX_UPLOAD_BYTES` with what came before (`total`).
+async fn spool_sample(
+    dir: &Path,
+    field: &mut actix_multipart::Field,
+    index: usize,
+    total: &mut usize,
+) -> Result<Spooled, ApiError> {
+    let dir = dir.to_owned();
+    let file = web::block(move || spool_file(&dir))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::internal(
+                anyhow::Error::new(e).context("Failed to create an upload spool file"),
+            )
+        })?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut len = 0usize;
+    while let Some(chunk) = field.try_next().await.map_err(malformed)? {
+        len += chunk.len();
+        *total += chunk.len();
+        if len > MAX_SAMPLE_BYTES {
+            return Err(too_large(format!(
+                "sample {index} is over the limit of {MAX_SAMPLE_BYTES} bytes"
+            )));
+        }
+        if *total > MAX_UPLOAD_BYTES {
+            return Err(too_large(format!(
+                "the samples are over {MAX_UPLOAD_BYTES} bytes together"
+            )));
+        }
+        file.write_all(&chunk).await.map_err(|e| {
+            ApiError::internal(anyhow::Error::new(e).context("Failed to spool a sample"))
+        })?;
+    }
+    file.flush().await.map_err(|e| {
+        ApiError::internal(anyhow::Error::new(e).context("Failed to spool a sample"))
+    })?;
+    Ok(Spooled {
+        file: file.into_std().await,
+        len: len as u64,
+    })
+}
+
+fn malformed(e: actix_multipart::MultipartError) -> ApiError {
+    ApiError::bad_request(
+        "malformed_body",
+        format!("the multipart body could not be read: {e}"),
+    )
 }
 
 fn too_large(message: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "sample_too_large", message).with_param("samples")
 }
 
-async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, ApiError> {
+async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    spool_dir: &Path,
+) -> Result<Form, ApiError> {
     let is_multipart = req
         .headers()
         .get(CONTENT_TYPE)
@@ -401,35 +498,33 @@ async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, Api
             "send the voice as multipart/form-data with name and samples",
         ));
     }
-    let malformed = |e: actix_multipart::MultipartError| {
-        ApiError::bad_request(
-            "malformed_body",
-            format!("the multipart body could not be read: {e}"),
-        )
-    };
     let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
     let mut form = Form::default();
     let mut total = 0usize;
     while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_owned();
-        let limit = if name == "samples" {
-            MAX_SAMPLE_BYTES
-        } else {
-            MAX_TEXT_FIELD_BYTES
-        };
+        if name == "samples" {
+            if form.samples.len() == MAX_SAMPLE_FILES {
+                return Err(ApiError::unprocessable(
+                    "too_many_samples",
+                    format!("send at most {MAX_SAMPLE_FILES} sample files"),
+                )
+                .with_param("samples"));
+            }
+            let index = form.samples.len();
+            form.samples
+                .push(spool_sample(spool_dir, &mut field, index, &mut total).await?);
+            continue;
+        }
         let mut data = Vec::new();
         while let Some(chunk) = field.try_next().await.map_err(malformed)? {
             total += chunk.len();
-            if data.len() + chunk.len() > limit {
-                return Err(if name == "samples" {
-                    too_large(format!(
-                        "sample {} is over the limit of {MAX_SAMPLE_BYTES} bytes",
-                        form.samples.len()
-                    ))
-                } else {
-                    ApiError::bad_request("field_too_large", format!("{name} is too long"))
-                        .with_param(name)
-                });
+            if data.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+                return Err(ApiError::bad_request(
+                    "field_too_large",
+                    format!("{name} is too long"),
+                )
+                .with_param(name));
             }
             if total > MAX_UPLOAD_BYTES {
                 return Err(too_large(format!(
@@ -444,7 +539,6 @@ async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, Api
                 .map(|s| s.trim().to_owned())
         };
         match name.as_str() {
-            "samples" => form.samples.push(data),
             "name" => form.name = text(),
             "language" => form.language = text(),
             "gender" => form.gender = text(),
@@ -473,9 +567,12 @@ async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, Api
         (status = 201, description = "The cloned voice, ready", body = VoiceView),
         (status = 400, description = "A multipart body that cannot be read, an unknown or too long field", body = ErrorEnvelope),
         (status = 413, description = "A sample over 10 MB, or samples over 64 MB together", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within `gateway.upload_timeout_secs` (`upload_timeout`)", body = ErrorEnvelope),
         (status = 415, description = "Not multipart/form-data", body = ErrorEnvelope),
-        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, samples that are not usable WAV or over 5 minutes", body = ErrorEnvelope),
-        (status = 503, description = "The event queue is unavailable; nothing was created", body = ErrorEnvelope),
+        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, more than 20 sample files (`too_many_samples`), samples that are not usable WAV or over 5 minutes", body = ErrorEnvelope),
+        (status = 503, description = "The event queue is unavailable, or this gateway is reading as many uploads as `gateway.max_concurrent_uploads` allows (`uploads_busy`); nothing was created",
+            body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("apiKey" = ["voices:write"]))
 )]
@@ -486,7 +583,34 @@ async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     principal.require("voices:write")?;
-    let form = read_form(&req, payload).await?;
+    // Before the body is read: this gateway reads so many uploads at once.
+    let _upload = state.uploads.try_acquire().map_err(|_| {
+        ApiError::unavailable(
+            "uploads_busy",
+            "this gateway is reading as many voice uploads as it takes at once; try again shortly",
+            anyhow::anyhow!("max_concurrent_uploads reached"),
+        )
+    })?;
+    let spool_dir = state
+        .settings
+        .gateway
+        .upload_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let deadline = Duration::from_secs(state.settings.gateway.upload_timeout_secs);
+    // A body that trickles in would hold its place forever: it has a deadline.
+    let form = tokio::time::timeout(deadline, read_form(&req, payload, &spool_dir))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "the upload was not received within {} s; nothing was created",
+                    deadline.as_secs()
+                ),
+            )
+        })??;
     let name = form
         .name
         .filter(|n| !n.is_empty() && n.chars().count() <= 100)
@@ -523,24 +647,10 @@ async fn create(
     // Refuse before any work when the event cannot be announced: 503.
     state.ensure_broker().await?;
     let samples = form.samples;
-    let measured = web::block(move || {
-        let mut total = 0.0;
-        for (i, s) in samples.iter().enumerate() {
-            total += analysis::wav_seconds(i, s)?;
-        }
-        if total > analysis::MAX_TOTAL_SECONDS {
-            return Err(analysis::SampleError::TooLong(total));
-        }
-        let decoded = samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| analysis::decode(i, s))
-            .collect::<Result<Vec<_>, _>>()?;
-        analysis::analyse(&decoded)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()).with_param("samples"))?;
+    let measured = web::block(move || analyse_spooled(samples))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()).with_param("samples"))?;
     let engine = analysis::engine_voice(&measured, espeak_voice);
     let row = ClonedVoice {
         id: cloned::new_id(),
@@ -576,6 +686,32 @@ async fn create(
         ));
     }
     Ok(HttpResponse::Created().json(VoiceView::from(created)))
+}
+
+/// Checks the samples' total length from their headers, then decodes each
+/// from its spool file a buffer at a time and measures the speaker.
+fn analyse_spooled(mut samples: Vec<Spooled>) -> Result<analysis::Analysis, analysis::SampleError> {
+    let unreadable = |index: usize, e: std::io::Error| analysis::SampleError::NotWav {
+        index,
+        reason: e.to_string(),
+    };
+    let mut total = 0.0;
+    for (i, s) in samples.iter_mut().enumerate() {
+        if s.len == 0 {
+            return Err(analysis::SampleError::Empty(i));
+        }
+        s.file.rewind().map_err(|e| unreadable(i, e))?;
+        total += analysis::wav_seconds_from(i, BufReader::new(&mut s.file))?;
+    }
+    if total > analysis::MAX_TOTAL_SECONDS {
+        return Err(analysis::SampleError::TooLong(total));
+    }
+    let mut decoded = Vec::with_capacity(samples.len());
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.file.rewind().map_err(|e| unreadable(i, e))?;
+        decoded.push(analysis::decode_from(i, BufReader::new(&mut s.file))?);
+    }
+    analysis::analyse(&decoded)
 }
 
 /// Publishes `voice.ready` and waits for the broker's confirm.

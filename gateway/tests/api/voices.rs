@@ -523,3 +523,200 @@ async fn alignment_is_served_as_json_srt_and_vtt_once_the_generation_completed()
     let (_, other) = new_workspace(&app.settings, "other", "scale");
     assert_error(get_with(&app, &other, &path).await, 404, "not_found").await;
 }
+
+/// A request head for `POST /v1/voices` over a raw connection, so a test
+/// can send the body as slowly as it likes.
+fn upload_head(app: &TestApp, body_len: usize) -> String {
+    let host = app.address.trim_start_matches("http://");
+    format!(
+        "POST /v1/voices HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {body_len}\r\n\
+         Connection: close\r\n\r\n",
+        app.api_key
+    )
+}
+
+async fn start_upload(app: &TestApp, body: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(upload_head(app, body.len()).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn uploads_beyond_max_concurrent_uploads_get_503_uploads_busy_with_retry_after() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut settings = settings();
+    settings.gateway.max_concurrent_uploads = 1;
+    let app = spawn_app_with(settings).await;
+    let body = form(&[("name", "Held")], &[voiced_wav(140.0, 4.0, 2.0)]);
+    let small = || form(&[("name", "Next")], &[voiced_wav(140.0, 4.0, 2.0)]);
+
+    // One upload holds the only place while its body trickles in.
+    let mut held = start_upload(&app, &body).await;
+    let busy = eventually(10, || async {
+        let r = post_voice(&app, &app.api_key, small()).await;
+        (r.status().as_u16() == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_error(busy, 503, "uploads_busy").await;
+
+    // The held upload completes normally and frees its place.
+    held.write_all(&body[body.len() / 2..]).await.unwrap();
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let next = post_voice(&app, &app.api_key, small()).await;
+    assert_eq!(next.status().as_u16(), 201);
+
+    // A client that goes away mid-body frees its place too.
+    let abandoned = start_upload(&app, &body).await;
+    drop(abandoned);
+    eventually(10, || async {
+        let r = post_voice(&app, &app.api_key, small()).await;
+        (r.status().as_u16() == 201).then_some(())
+    })
+    .await;
+}
+
+/// A 32-bit float stereo 48 kHz WAV of a voiced tone, `bytes` long or just under.
+fn big_wav(bytes: usize) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let frames = (bytes - 64) / 8;
+    let mut out = Cursor::new(Vec::with_capacity(bytes));
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..frames {
+        let t = i as f32 / 48_000.0;
+        let env = (std::f32::consts::PI * 4.0 * t).sin().powi(2);
+        let tone = (2.0 * std::f32::consts::PI * 150.0 * t).sin()
+            + 0.5 * (2.0 * std::f32::consts::PI * 300.0 * t).sin();
+        let v = 0.3 * tone * env;
+        w.write_sample(v).unwrap();
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+/// `VmHWM` (peak resident memory) of a process, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// The gateway binary as a process of its own (so its memory is its own),
+/// on this app's database, broker prefix and key service.
+async fn gateway_process(app: &TestApp) -> (tokio::process::Child, String) {
+    use secrecy::ExposeSecret;
+    use tokio::io::AsyncBufReadExt;
+    let s = &app.settings;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VOICEPROD__DATABASE__URL", s.database.url.expose_secret())
+        .env("VOICEPROD__AMQP__URL", s.amqp.url.expose_secret())
+        .env("VOICEPROD__AMQP__PREFIX", &s.amqp.prefix)
+        .env("VOICEPROD__AMQP__QUORUM_QUEUES", "false")
+        .env("VOICEPROD__AMQP__QUEUE_EXPIRES_MS", "60000")
+        .env("VOICEPROD__GATEWAY__HOST", "127.0.0.1")
+        .env("VOICEPROD__GATEWAY__PORT", "0")
+        .env(
+            "VOICEPROD__GATEWAY__KEY_SERVICE_URL",
+            &s.gateway.key_service_url,
+        )
+        .env(
+            "VOICEPROD__KEY_SERVICE__INTERNAL_TOKEN",
+            s.key_service.internal_token.expose_secret(),
+        )
+        .env(
+            "VOICEPROD__AUDIO_URLS__SIGNING_KEY",
+            s.audio_urls.signing_key.expose_secret(),
+        )
+        .env("VOICEPROD__STORAGE__ROOT", &s.storage.root)
+        .env("VOICEPROD__PIPER__VOICES_DIR", &s.piper.voices_dir)
+        .env("VOICEPROD__TELEMETRY__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("gateway listening")
+                && let Some(rest) = line.split("\"port\":").nth(1)
+            {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                return digits.parse::<u16>().unwrap();
+            }
+        }
+        panic!("the gateway exited before listening");
+    })
+    .await
+    .expect("the gateway did not start within 30 s");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn a_6_x_10_mb_upload_raises_the_gateways_peak_memory_by_little() {
+    let mut settings = settings();
+    // The process is configured like a deployment: no built-in secrets.
+    settings.key_service.internal_token =
+        secrecy::SecretString::from(format!("test-token-{}", uuid::Uuid::new_v4().simple()));
+    settings.audio_urls.signing_key =
+        secrecy::SecretString::from(format!("test-signing-{}", uuid::Uuid::new_v4().simple()));
+    let mut app = spawn_app_with(settings).await;
+    let (child, address) = gateway_process(&app).await;
+    app.address = address;
+    let pid = child.id().unwrap();
+    // Warm: one small upload, then the baseline.
+    let warm = post_voice(
+        &app,
+        &app.api_key,
+        form(&[("name", "Warm")], &[voiced_wav(140.0, 4.0, 2.0)]),
+    )
+    .await;
+    assert_eq!(warm.status().as_u16(), 201);
+    let before = peak_kib(pid);
+
+    let sample = big_wav(10_000_000);
+    let samples: Vec<Vec<u8>> = (0..6).map(|_| sample.clone()).collect();
+    let response = post_voice(&app, &app.api_key, form(&[("name", "Big")], &samples)).await;
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "{:?}",
+        response.text().await
+    );
+    let after = peak_kib(pid);
+
+    let grown_mib = (after.saturating_sub(before)) as f64 / 1024.0;
+    println!(
+        "gateway VmHWM before {:.1} MiB, after a 6 x 10 MB upload {:.1} MiB (+{grown_mib:.1} MiB)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    assert!(
+        grown_mib < 16.0,
+        "the upload raised the gateway's peak memory by {grown_mib:.1} MiB"
+    );
+}

@@ -12,7 +12,7 @@
 //! output (see the constants), so a sample rendered by espeak-ng at pitch p
 //! and rate r clones to about p and r.
 
-use std::io::Cursor;
+use std::io::Read;
 
 use super::EngineVoice;
 
@@ -78,16 +78,22 @@ pub struct Analysis {
 
 /// The duration of a WAV sample, without decoding it.
 pub fn wav_seconds(index: usize, bytes: &[u8]) -> Result<f64, SampleError> {
-    let reader = open(index, bytes)?;
+    if bytes.is_empty() {
+        return Err(SampleError::Empty(index));
+    }
+    wav_seconds_from(index, bytes)
+}
+
+/// The duration of the WAV `reader` yields, from its header alone (an
+/// empty input is refused by the caller, which knows its length).
+pub fn wav_seconds_from(index: usize, reader: impl Read) -> Result<f64, SampleError> {
+    let reader = open(index, reader)?;
     let spec = reader.spec();
     Ok(f64::from(reader.duration()) / f64::from(spec.sample_rate.max(1)))
 }
 
-fn open(index: usize, bytes: &[u8]) -> Result<hound::WavReader<Cursor<&[u8]>>, SampleError> {
-    if bytes.is_empty() {
-        return Err(SampleError::Empty(index));
-    }
-    hound::WavReader::new(Cursor::new(bytes)).map_err(|e| SampleError::NotWav {
+fn open<R: Read>(index: usize, reader: R) -> Result<hound::WavReader<R>, SampleError> {
+    hound::WavReader::new(reader).map_err(|e| SampleError::NotWav {
         index,
         reason: e.to_string(),
     })
@@ -95,78 +101,142 @@ fn open(index: usize, bytes: &[u8]) -> Result<hound::WavReader<Cursor<&[u8]>>, S
 
 /// Decodes sample `index` (any PCM or float WAV), mixed to mono at 8 kHz.
 pub fn decode(index: usize, bytes: &[u8]) -> Result<Decoded, SampleError> {
-    let mut reader = open(index, bytes)?;
+    if bytes.is_empty() {
+        return Err(SampleError::Empty(index));
+    }
+    decode_from(index, bytes)
+}
+
+/// [`decode`] from a reader, streaming: the samples are mixed to mono and
+/// taken down to [`RATE`] as they are read, so memory is the 8 kHz result
+/// (≤ 9.6 MB for the 300 s limit), never the file or its samples at the
+/// original rate.
+pub fn decode_from(index: usize, reader: impl Read) -> Result<Decoded, SampleError> {
+    let mut reader = open(index, reader)?;
     let spec = reader.spec();
     let channels = usize::from(spec.channels.max(1));
     let bad = |e: hound::Error| SampleError::NotWav {
         index,
         reason: e.to_string(),
     };
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(bad)?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(bad)?
+    let mut down = Downsampler::new(spec.sample_rate as usize);
+    let (mut frame_sum, mut in_frame, mut frames, mut peak) = (0f32, 0usize, 0usize, 0f32);
+    let mut push = |v: f32| {
+        frame_sum += v;
+        in_frame += 1;
+        if in_frame == channels {
+            let mono = frame_sum / channels as f32;
+            peak = peak.max(mono.abs());
+            down.push(mono);
+            frames += 1;
+            (frame_sum, in_frame) = (0.0, 0);
         }
     };
-    let mono: Vec<f32> = interleaved
-        .chunks(channels)
-        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
-        .collect();
-    if mono.is_empty() {
+    match spec.sample_format {
+        hound::SampleFormat::Float => {
+            for s in reader.samples::<f32>() {
+                push(s.map_err(bad)?);
+            }
+        }
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            for s in reader.samples::<i32>() {
+                push(s.map_err(bad)? as f32 * scale);
+            }
+        }
+    }
+    // A last, incomplete frame counts as the mean of what it has.
+    if in_frame > 0 {
+        let mono = frame_sum / in_frame as f32;
+        peak = peak.max(mono.abs());
+        down.push(mono);
+        frames += 1;
+    }
+    if frames == 0 {
         return Err(SampleError::Empty(index));
     }
-    let seconds = mono.len() as f64 / f64::from(spec.sample_rate.max(1));
-    let peak = mono.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let seconds = frames as f64 / f64::from(spec.sample_rate.max(1));
     if peak < 0.003 {
         return Err(SampleError::Silent(index));
     }
     Ok(Decoded {
-        samples: to_analysis_rate(&mono, spec.sample_rate as usize),
+        samples: down.finish(frames),
         seconds,
     })
 }
 
-/// Box low-pass and linear interpolation down (or up) to [`RATE`]; pitch
-/// and energy analysis need nothing finer.
-fn to_analysis_rate(x: &[f32], rate: usize) -> Vec<f32> {
-    if rate == RATE || rate == 0 {
-        return x.to_vec();
-    }
-    let width = (rate / RATE).max(1);
-    let smoothed: Vec<f32> = if width > 1 {
-        let mut acc = 0f32;
-        let mut out = Vec::with_capacity(x.len());
-        for i in 0..x.len() {
-            acc += x[i];
-            if i >= width {
-                acc -= x[i - width];
-            }
-            out.push(acc / width.min(i + 1) as f32);
+/// Box low-pass and linear interpolation down (or up) to [`RATE`], one
+/// input sample at a time; pitch and energy analysis need nothing finer.
+/// Gives exactly what the whole-signal version in the tests gives.
+struct Downsampler {
+    /// Identity at [`RATE`] (or an unknown rate).
+    identity: bool,
+    width: usize,
+    step: f64,
+    window: std::collections::VecDeque<f32>,
+    acc: f32,
+    seen: usize,
+    previous: Option<f32>,
+    out: Vec<f32>,
+}
+
+impl Downsampler {
+    fn new(rate: usize) -> Self {
+        Self {
+            identity: rate == RATE || rate == 0,
+            width: (rate / RATE).max(1),
+            step: rate as f64 / RATE as f64,
+            window: std::collections::VecDeque::new(),
+            acc: 0.0,
+            seen: 0,
+            previous: None,
+            out: Vec::new(),
         }
-        out
-    } else {
-        x.to_vec()
-    };
-    let step = rate as f64 / RATE as f64;
-    let n = (x.len() as f64 / step) as usize;
-    (0..n)
-        .map(|i| {
-            let pos = i as f64 * step;
-            let j = pos as usize;
-            let frac = (pos - j as f64) as f32;
-            let a = smoothed[j];
-            let b = smoothed.get(j + 1).copied().unwrap_or(a);
-            a + (b - a) * frac
-        })
-        .collect()
+    }
+
+    fn push(&mut self, x: f32) {
+        if self.identity {
+            self.out.push(x);
+            return;
+        }
+        let smoothed = if self.width > 1 {
+            self.acc += x;
+            self.window.push_back(x);
+            if self.window.len() > self.width {
+                self.acc -= self.window.pop_front().unwrap_or(0.0);
+            }
+            self.acc / self.width.min(self.seen + 1) as f32
+        } else {
+            x
+        };
+        let index = self.seen;
+        self.seen += 1;
+        // Every output between the previous input and this one.
+        if let Some(a) = self.previous {
+            loop {
+                let pos = self.out.len() as f64 * self.step;
+                if pos as usize + 1 != index {
+                    break;
+                }
+                let frac = (pos - (pos as usize) as f64) as f32;
+                self.out.push(a + (smoothed - a) * frac);
+            }
+        }
+        self.previous = Some(smoothed);
+    }
+
+    /// The samples at [`RATE`] of an input of `len` samples.
+    fn finish(mut self, len: usize) -> Vec<f32> {
+        if self.identity {
+            return self.out;
+        }
+        let n = (len as f64 / self.step) as usize;
+        self.out.truncate(n);
+        // Past the last input the interpolation holds its value.
+        let last = self.previous.unwrap_or(0.0);
+        self.out.resize(n, last);
+        self.out
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -337,7 +407,63 @@ pub fn engine_voice(analysis: &Analysis, espeak_voice: &str) -> EngineVoice {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
+
+    /// The whole-signal resampler the streaming one replaces.
+    fn to_analysis_rate(x: &[f32], rate: usize) -> Vec<f32> {
+        if rate == RATE || rate == 0 {
+            return x.to_vec();
+        }
+        let width = (rate / RATE).max(1);
+        let smoothed: Vec<f32> = if width > 1 {
+            let mut acc = 0f32;
+            let mut out = Vec::with_capacity(x.len());
+            for i in 0..x.len() {
+                acc += x[i];
+                if i >= width {
+                    acc -= x[i - width];
+                }
+                out.push(acc / width.min(i + 1) as f32);
+            }
+            out
+        } else {
+            x.to_vec()
+        };
+        let step = rate as f64 / RATE as f64;
+        let n = (x.len() as f64 / step) as usize;
+        (0..n)
+            .map(|i| {
+                let pos = i as f64 * step;
+                let j = pos as usize;
+                let frac = (pos - j as f64) as f32;
+                let a = smoothed[j];
+                let b = smoothed.get(j + 1).copied().unwrap_or(a);
+                a + (b - a) * frac
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_resampling_equals_the_whole_signal_version() {
+        for rate in [8_000, 11_025, 16_000, 22_050, 44_100, 48_000, 96_000, 6_000] {
+            for len in [0usize, 1, 2, 5, 10, 999, 4_801] {
+                let x: Vec<f32> = (0..len)
+                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                    .collect();
+                let mut d = Downsampler::new(rate);
+                for &v in &x {
+                    d.push(v);
+                }
+                assert_eq!(
+                    d.finish(len),
+                    to_analysis_rate(&x, rate),
+                    "rate {rate}, len {len}"
+                );
+            }
+        }
+    }
 
     /// A vowel-like tone at `f0` with syllable-rate amplitude modulation.
     pub fn voiced_wav(f0: f64, syllables_per_second: f64, seconds: f64, rate: u32) -> Vec<u8> {
