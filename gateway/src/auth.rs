@@ -250,6 +250,12 @@ impl KeyVerifier {
         }
     }
 
+    /// Whether this hash has a verification within the cache's TTL.
+    pub fn fresh(&self, hash: &[u8; 32]) -> bool {
+        self.cached(hash)
+            .is_some_and(|entry| entry.verified_at.elapsed() < self.ttl)
+    }
+
     /// The key with this hash, `None` if the key service does not know it.
     pub async fn verify(&self, hash: [u8; 32]) -> Result<Option<VerifiedKey>, ApiError> {
         let cached = self.cached(&hash);
@@ -364,7 +370,17 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("gateway state missing")))?;
     let limiter = &state.auth_failures;
     let client = limiter.client(&req);
-    limiter.check(client)?;
+    if let Err(limited) = limiter.check(client) {
+        // A key this gateway verified moments ago still works from a
+        // limited address (other users behind the same NAT keep working);
+        // anything that would need a lookup waits. A guessed key is never
+        // in that cache, so this tells a guesser nothing.
+        let recently_verified =
+            api_key::is_well_formed(secret) && state.keys.fresh(&api_key::hash(secret));
+        if !recently_verified {
+            return Err(limited);
+        }
+    }
     let checked = check_key(state, secret).await;
     // Counted once per request, also when a middleware asked first.
     if checked
