@@ -21,9 +21,48 @@ pub fn credits_for(text: &str) -> u64 {
     credits_for_characters(characters(text))
 }
 
+/// The most audio one generation may produce per character it is charged
+/// for (markup included), so a credit cannot buy unbounded audio. Measured
+/// on espeak-ng (`en-us`): prose takes 0.06 s a character at speed 1 and
+/// 0.13 s at speed 0.5 (80 wpm, espeak-ng's floor, which also bounds
+/// nested `prosody rate`); digits 0.30 s; phone numbers, the slowest text
+/// found, 0.42 s and 0.86 s at speed 0.5. The worker fails a render over
+/// it permanently (`audio_too_long`, refunded).
+pub const MAX_AUDIO_SECS_PER_CHARACTER: f64 = 1.0;
+/// The ceiling of a very short text, whatever its length.
+pub const MIN_AUDIO_CEILING_SECS: u64 = 30;
+/// Silence is the cheapest amplification, so SSML `<break>`s together may
+/// add at most this much per character (at least [`MIN_AUDIO_CEILING_SECS`]
+/// in all); the gateway refuses more at request time (422
+/// `audio_too_long`), since it can add them up there.
+pub const MAX_PAUSE_SECS_PER_CHARACTER: f64 = 0.25;
+
+fn ceiling_ms(characters: u64, secs_per_character: f64) -> u64 {
+    let per_character = (characters as f64 * secs_per_character * 1000.0) as u64;
+    per_character.max(MIN_AUDIO_CEILING_SECS * 1000)
+}
+
+/// The audio ceiling of a text of `characters`, in milliseconds.
+pub fn max_audio_ms(characters: u64) -> u64 {
+    ceiling_ms(characters, MAX_AUDIO_SECS_PER_CHARACTER)
+}
+
+/// The most `<break>` time a text of `characters` may ask for, in ms.
+pub fn max_pause_ms(characters: u64) -> u64 {
+    ceiling_ms(characters, MAX_PAUSE_SECS_PER_CHARACTER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audio_ceiling_has_a_floor_and_grows_per_character() {
+        assert_eq!(max_audio_ms(1), 30_000);
+        assert_eq!(max_audio_ms(1000), 1_000_000);
+        assert_eq!(max_pause_ms(40), 30_000);
+        assert_eq!(max_pause_ms(400), 100_000);
+    }
 
     #[test]
     fn zero_characters_cost_one_credit() {

@@ -13,6 +13,7 @@ use std::path::Path;
 use futures_util::future::try_join_all;
 use object_store::ObjectStoreExt;
 use shared::alignment::{Alignment, alignment_key};
+use shared::credits;
 use shared::formats::AudioFormat;
 use shared::models::Generation;
 use shared::storage::audio_key;
@@ -68,6 +69,11 @@ pub struct Plan {
     pub sample_rate: u32,
     /// Rendered by the neural (Piper) engine processes.
     pub neural: bool,
+    /// The most audio this generation may produce
+    /// ([`credits::max_audio_ms`] of its characters).
+    pub max_audio_ms: u64,
+    /// Characters charged for.
+    pub characters: u64,
 }
 
 /// Encoded audio and its word timestamps.
@@ -152,12 +158,28 @@ pub fn plan(
                 )
             })?,
     };
-    let ssml = match generation.text_type.as_str() {
-        "text" => false,
+    let characters = credits::characters(&generation.text);
+    let max_audio_ms = credits::max_audio_ms(characters);
+    // The job is data from a queue: SSML is parsed and checked again, and
+    // the engine gets its canonical form, never the text as sent.
+    let (ssml, text) = match generation.text_type.as_str() {
+        "text" => (false, generation.text.clone()),
         "ssml" => {
-            shared::ssml::validate(&generation.text)
+            let doc = shared::ssml::parse(&generation.text)
                 .map_err(|m| JobError::permanent("invalid_ssml", format!("invalid SSML: {m}")))?;
-            true
+            let breaks_ms = doc.break_ms_total();
+            let max_pause_ms = credits::max_pause_ms(characters);
+            if breaks_ms > max_pause_ms {
+                return Err(JobError::permanent(
+                    "audio_too_long",
+                    format!(
+                        "the breaks add up to {:.1} s; a text of {characters} characters may pause for at most {:.1} s",
+                        breaks_ms as f64 / 1000.0,
+                        max_pause_ms as f64 / 1000.0
+                    ),
+                ));
+            }
+            (true, doc.to_canonical())
         }
         other => {
             return Err(JobError::permanent(
@@ -166,7 +188,7 @@ pub fn plan(
             ));
         }
     };
-    let request = |text: String| EngineRequest {
+    let request = |text: String, max_ms: u64| EngineRequest {
         text,
         ssml,
         voice: voice.espeak_name(),
@@ -174,23 +196,42 @@ pub fn plan(
         pitch: voice.pitch,
         range: voice.range,
         piper: piper.as_ref().map(|(p, _)| p.clone()),
+        max_samples: Some(max_ms * u64::from(engine_rate) / 1000),
     };
-    // SSML cannot be cut between its tags: it is rendered whole.
+    // SSML cannot be cut between its tags: it is rendered whole. A chunk
+    // of plain text may produce what its own characters allow.
     let chunks = if ssml {
-        vec![(request(generation.text.clone()), 0)]
+        vec![(request(text.clone(), max_audio_ms), 0)]
     } else {
-        text::chunks(&generation.text, text::CHUNK_CHARS)
+        text::chunks(&text, text::CHUNK_CHARS)
             .into_iter()
-            .map(|c| (request(c.text), c.char_start))
+            .map(|c| {
+                let max_ms = credits::max_audio_ms(credits::characters(&c.text));
+                (request(c.text, max_ms), c.char_start)
+            })
             .collect()
     };
     Ok(Plan {
         chunks,
-        text: generation.text.clone(),
+        text,
         format,
         sample_rate,
         neural: piper.is_some(),
+        max_audio_ms,
+        characters,
     })
+}
+
+/// A generation whose audio would exceed its ceiling: permanent, refunded.
+fn too_long(audio_ms: u64, max_audio_ms: u64, characters: u64) -> JobError {
+    JobError::permanent(
+        "audio_too_long",
+        format!(
+            "the audio lasts over {:.1} s; a text of {characters} characters may produce at most {:.1} s",
+            audio_ms as f64 / 1000.0,
+            max_audio_ms as f64 / 1000.0
+        ),
+    )
 }
 
 /// `speed` as the gateway allows it (0.5–2.0); anything unusable is 1.0.
@@ -225,6 +266,13 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
         other => JobError::Transient(anyhow::Error::new(other).context("Failed to render")),
     })?;
     let rate = rendered.first().map_or(ENGINE_RATE, |(r, _)| r.sample_rate);
+    // Each chunk kept to its own ceiling; the whole must keep to the
+    // generation's (the floor of short chunks adds up).
+    let total: usize = rendered.iter().map(|(r, _)| r.samples.len()).sum();
+    let total_ms = encode::duration_ms(total, rate).max(0) as u64;
+    if total_ms > plan.max_audio_ms {
+        return Err(too_long(total_ms, plan.max_audio_ms, plan.characters));
+    }
     let pieces: Vec<Piece> = rendered
         .into_iter()
         .map(|(r, char_start)| Piece {
@@ -296,6 +344,7 @@ fn refusal_code(code: &str) -> &'static str {
     match code {
         "voice_unavailable" => "voice_unavailable",
         "invalid_text" => "invalid_text",
+        "audio_too_long" => "audio_too_long",
         _ => "synthesis_failed",
     }
 }

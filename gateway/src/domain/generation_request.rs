@@ -29,7 +29,13 @@ pub struct CreateGeneration {
     #[serde(default)]
     #[schema(example = "wav")]
     pub format: Option<String>,
-    /// `text` (default) or `ssml`.
+    /// `text` (default) or `ssml`. SSML may use only `speak`, `p`, `s`,
+    /// `break` (`time` up to 10s, `strength`), `prosody` (`rate` 50%–200%
+    /// or a keyword, `pitch`, `range`, `volume`), `emphasis`, `say-as`,
+    /// `sub`, `phoneme` and `mark`, with no DOCTYPE and no processing
+    /// instruction; anything else, `<audio>` included, is 422
+    /// `invalid_ssml` naming it. Breaks adding up to more than 0.25 s per
+    /// character of the text (at least 30 s) are 422 `audio_too_long`.
     #[serde(default)]
     pub text_type: Option<String>,
     /// One of 8000, 16000, 22050, 24000, 44100, 48000 Hz.
@@ -148,14 +154,8 @@ impl CreateGeneration {
             )
             .with_param("text"));
         }
-        if text_type == "ssml"
-            && let Err(problem) = shared::ssml::validate(&self.text)
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_ssml",
-                format!("text is not valid SSML: {problem}"),
-            )
-            .with_param("text"));
+        if text_type == "ssml" {
+            check_ssml(&self.text, characters)?;
         }
         if !cloned_voice && voices::preset(&self.voice_id).is_none() {
             return Err(ApiError::unprocessable(
@@ -197,4 +197,31 @@ impl CreateGeneration {
             metadata: self.metadata,
         })
     }
+}
+
+/// SSML is parsed and checked against the allow-list of `shared::ssml`
+/// (422 `invalid_ssml` naming the element or attribute), and its breaks
+/// together may not ask for more silence than the text may buy
+/// (`shared::credits::max_pause_ms`, 422 `audio_too_long`).
+fn check_ssml(text: &str, characters: u64) -> Result<(), ApiError> {
+    let ssml = shared::ssml::parse(text).map_err(|problem| {
+        ApiError::unprocessable("invalid_ssml", format!("text is not valid SSML: {problem}"))
+            .with_param("text")
+    })?;
+    let breaks_ms = ssml.break_ms_total();
+    let ceiling_ms = credits::max_pause_ms(characters);
+    if breaks_ms > ceiling_ms {
+        return Err(ApiError::unprocessable(
+            "audio_too_long",
+            format!(
+                "the breaks add up to {:.1} s, but a text of {characters} characters may pause for at most {:.1} s ({} s per character, at least {} s)",
+                breaks_ms as f64 / 1000.0,
+                ceiling_ms as f64 / 1000.0,
+                credits::MAX_PAUSE_SECS_PER_CHARACTER,
+                credits::MIN_AUDIO_CEILING_SECS,
+            ),
+        )
+        .with_param("text"));
+    }
+    Ok(())
 }

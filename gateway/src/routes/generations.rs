@@ -146,7 +146,7 @@ fn payment_required(code: &'static str, message: String) -> ApiError {
         (status = 402, description = "Not enough credits left in this period (`insufficient_credits`), or over this key's limit (`key_credit_limit`)", body = ErrorEnvelope),
         (status = 403, description = "The key lacks generations:write, the plan lacks API access or the format (`format_not_in_plan`)", body = ErrorEnvelope),
         (status = 409, description = "The Idempotency-Key was used with another body or by another API key (`idempotency_key_reused`), or its first request is still running", body = ErrorEnvelope),
-        (status = 422, description = "Empty or too long text, invalid SSML, control characters, unknown voice, a sample rate the format cannot encode", body = ErrorEnvelope),
+        (status = 422, description = "Empty or too long text, SSML that is not well-formed or uses an element or attribute off the allow-list (`invalid_ssml`, e.g. `<audio>`, a break over 10 s), SSML breaks adding up to more than 0.25 s per character of the text, at least 30 s (`audio_too_long`), control characters, unknown voice, a sample rate the format cannot encode", body = ErrorEnvelope),
         (status = 429, description = "Rate limited, or the workspace has its plan's maximum of generations processing", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The job queue is down or the system is busy; nothing was charged", body = ErrorEnvelope,

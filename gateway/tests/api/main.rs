@@ -16,6 +16,7 @@ mod limits;
 mod listing;
 mod observability;
 mod openapi;
+mod ssml;
 mod usage;
 mod validation;
 mod voices;

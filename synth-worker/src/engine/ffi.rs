@@ -5,10 +5,17 @@
 //! process-wide globals and crashes when two threads synthesise at once
 //! (ENGINES.md), so an [`Espeak`] exists at most once per process, is not
 //! `Send`/`Sync`, and is only used by the engine process's single thread.
+//!
+//! Invariant: libespeak-ng never opens a file or URI named by the text.
+//! Without a URI callback its SSML `<audio src>` loads any path on disk
+//! (and runs `sox` through a shell on files that are not 22 kHz WAV);
+//! [`Espeak::init`] installs a callback that refuses every URI before the
+//! first synthesis, so even SSML that slipped past `shared::ssml` speaks
+//! the element's fallback text at most.
 
 use std::ffi::{CString, c_char, c_int, c_short, c_uint, c_void};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::protocol::{EngineRequest, WordMark};
 use super::{Engine, EngineRefusal, Synthesis};
@@ -46,6 +53,9 @@ struct EspeakEvent {
 }
 
 type SynthCallback = unsafe extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
+/// `int (*UriCallback)(int type, const char *uri, const char *base)`:
+/// 1 = do not play this URI (speak_lib.h).
+type UriCallback = unsafe extern "C" fn(c_int, *const c_char, *const c_char) -> c_int;
 
 #[link(name = "espeak-ng")]
 unsafe extern "C" {
@@ -56,6 +66,7 @@ unsafe extern "C" {
         options: c_int,
     ) -> c_int;
     fn espeak_SetSynthCallback(cb: SynthCallback);
+    fn espeak_SetUriCallback(cb: Option<UriCallback>);
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
     fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
     fn espeak_Synth(
@@ -86,6 +97,20 @@ static SAMPLES: Mutex<Vec<i16>> = Mutex::new(Vec::new());
 /// Word events of the synthesis in progress: (text position, length, ms).
 static WORDS: Mutex<Vec<(i32, i32, i32)>> = Mutex::new(Vec::new());
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+/// The most samples the synthesis in progress may produce; past it the
+/// callback stops espeak-ng and sets [`OVER_LIMIT`].
+static SAMPLE_LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
+static OVER_LIMIT: AtomicBool = AtomicBool::new(false);
+
+/// Refuses every URI (`<audio src>` and anything else espeak-ng would
+/// fetch): returning 1 tells espeak-ng not to play it.
+unsafe extern "C" fn refuse_every_uri(
+    _kind: c_int,
+    _uri: *const c_char,
+    _base: *const c_char,
+) -> c_int {
+    1
+}
 
 /// Appends each block of audio; returning 0 asks espeak-ng to go on.
 unsafe extern "C" fn collect_samples(
@@ -117,6 +142,11 @@ unsafe extern "C" fn collect_samples(
     let mut buf = SAMPLES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if (buf.len() + block.len()) as u64 > SAMPLE_LIMIT.load(Ordering::Relaxed) {
+        OVER_LIMIT.store(true, Ordering::Relaxed);
+        // Non-zero aborts the synthesis.
+        return 1;
+    }
     buf.extend_from_slice(block);
     0
 }
@@ -132,6 +162,8 @@ pub enum SynthError {
     NulInText,
     #[error("espeak-ng refused the text (error {0})")]
     Refused(i32),
+    #[error("the audio passed its ceiling of {0} samples")]
+    TooLong(u64),
 }
 
 /// The initialised engine of this process.
@@ -154,8 +186,12 @@ impl Espeak {
         if rate <= 0 {
             return None;
         }
-        // SAFETY: the callback is a plain function valid for the whole process.
-        unsafe { espeak_SetSynthCallback(collect_samples) };
+        // SAFETY: the callbacks are plain functions valid for the whole
+        // process, installed before any synthesis.
+        unsafe {
+            espeak_SetSynthCallback(collect_samples);
+            espeak_SetUriCallback(Some(refuse_every_uri));
+        }
         Some(Self {
             sample_rate: rate as u32,
             _single_thread: std::marker::PhantomData,
@@ -178,6 +214,22 @@ impl Espeak {
         pitch: u8,
         range: u8,
     ) -> Result<Synthesis, SynthError> {
+        self.synthesize_at_most(text, ssml, voice, rate, pitch, range, None)
+    }
+
+    /// [`Espeak::synthesize`], stopping with [`SynthError::TooLong`] once
+    /// the audio passes `max_samples`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn synthesize_at_most(
+        &mut self,
+        text: &str,
+        ssml: bool,
+        voice: &str,
+        rate: u16,
+        pitch: u8,
+        range: u8,
+        max_samples: Option<u64>,
+    ) -> Result<Synthesis, SynthError> {
         let c_voice =
             CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
         let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
@@ -195,6 +247,9 @@ impl Espeak {
         }
         SAMPLES.lock().unwrap_or_else(|p| p.into_inner()).clear();
         WORDS.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let limit = max_samples.unwrap_or(u64::MAX);
+        SAMPLE_LIMIT.store(limit, Ordering::Relaxed);
+        OVER_LIMIT.store(false, Ordering::Relaxed);
         let flags = ESPEAK_CHARS_UTF8 | if ssml { ESPEAK_SSML } else { 0 };
         let bytes = c_text.as_bytes_with_nul();
         // SAFETY: as above; in synchronous mode espeak_Synth calls the
@@ -215,6 +270,9 @@ impl Espeak {
         };
         let samples = std::mem::take(&mut *SAMPLES.lock().unwrap_or_else(|p| p.into_inner()));
         let events = std::mem::take(&mut *WORDS.lock().unwrap_or_else(|p| p.into_inner()));
+        if OVER_LIMIT.swap(false, Ordering::Relaxed) {
+            return Err(SynthError::TooLong(limit));
+        }
         if code != EE_OK {
             return Err(SynthError::Refused(code));
         }
@@ -286,7 +344,7 @@ impl Engine for Espeak {
     }
 
     fn synthesize(&mut self, request: &EngineRequest) -> Result<Synthesis, EngineRefusal> {
-        Espeak::synthesize(
+        Espeak::synthesize_at_most(
             self,
             &request.text,
             request.ssml,
@@ -294,12 +352,14 @@ impl Engine for Espeak {
             request.rate,
             request.pitch,
             request.range,
+            request.max_samples,
         )
         .map_err(|e| {
             let code = match e {
                 SynthError::VoiceNotFound(_) | SynthError::BadVoiceName(_) => "voice_unavailable",
                 SynthError::NulInText => "invalid_text",
                 SynthError::Refused(_) => "synthesis_failed",
+                SynthError::TooLong(_) => "audio_too_long",
             };
             EngineRefusal {
                 code: code.to_owned(),

@@ -53,8 +53,13 @@ impl Engine for Engines {
         match (&request.piper, &mut self.piper) {
             (None, _) => Engine::synthesize(&mut self.espeak, request),
             (Some(p), Some(piper)) => {
-                let (mut synthesis, rate) =
-                    piper.synthesize(&mut self.espeak, &request.text, request.ssml, p)?;
+                let (mut synthesis, rate) = piper.synthesize(
+                    &mut self.espeak,
+                    &request.text,
+                    request.ssml,
+                    p,
+                    request.max_samples,
+                )?;
                 synthesis.sample_rate = rate;
                 Ok(synthesis)
             }

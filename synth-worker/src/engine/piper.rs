@@ -35,8 +35,6 @@ use super::{EngineRefusal, Synthesis};
 const SENTENCE_SILENCE_SECS: f32 = 0.2;
 /// Models kept loaded in one process (each is ~100 MB).
 const MAX_MODELS: usize = 2;
-/// Longest `<break>` honoured.
-const MAX_BREAK_MS: u32 = 10_000;
 /// Below this amplitude a sample is silence (for word spans).
 const SILENCE: u16 = 300;
 
@@ -230,81 +228,25 @@ pub enum Segment {
     Break(u32),
 }
 
-/// What of SSML a Piper voice can follow: `<break time="…"/>` (and
-/// `strength`), `<p>` and `<s>` as sentence breaks; other tags are dropped
-/// and their text spoken; the five XML entities are decoded.
-pub fn ssml_segments(ssml: &str) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut rest = ssml;
-    while let Some(start) = rest.find('<') {
-        text.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        let (tag, next) = if let Some(c) = after.strip_prefix("!--") {
-            ("", c.find("-->").map_or("", |e| &c[e + 3..]))
-        } else {
-            match after.find('>') {
-                Some(e) => (&after[..e], &after[e + 1..]),
-                None => ("", ""),
+/// What of SSML a Piper voice can follow, from the same parser and
+/// allow-list as every engine (`shared::ssml`): `<break>` becomes silence,
+/// `<p>` and `<s>` end sentences, `<sub>` speaks its alias, other elements
+/// are read as their text; entities and numeric character references
+/// (`&#233;`, `&#xE9;`) are decoded by the parser. SSML that does not pass
+/// the allow-list is refused (`invalid_ssml`), as it is for espeak-ng.
+pub fn ssml_segments(ssml: &str) -> Result<Vec<Segment>, EngineRefusal> {
+    let doc = shared::ssml::parse(ssml)
+        .map_err(|e| refusal("invalid_ssml", format!("invalid SSML: {e}")))?;
+    Ok(doc
+        .spoken()
+        .into_iter()
+        .map(|s| match s {
+            shared::ssml::Spoken::Text(t) => Segment::Text(t),
+            shared::ssml::Spoken::Pause { ms } => {
+                Segment::Break(ms.min(shared::ssml::MAX_BREAK_MS))
             }
-        };
-        rest = next;
-        let name = tag
-            .trim_start_matches('/')
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("");
-        match name {
-            "break" => {
-                out.push(Segment::Text(decode_entities(&std::mem::take(&mut text))));
-                out.push(Segment::Break(break_ms(tag)));
-            }
-            "p" | "s" => text.push('\n'),
-            _ => {}
-        }
-    }
-    text.push_str(rest);
-    out.push(Segment::Text(decode_entities(&text)));
-    out.retain(|s| !matches!(s, Segment::Text(t) if t.trim().is_empty()));
-    out
-}
-
-fn break_ms(tag: &str) -> u32 {
-    let attr = |name: &str| {
-        let at = tag.find(&format!("{name}="))?;
-        let v = &tag[at + name.len() + 1..];
-        let q = v.chars().next()?;
-        let v = &v[1..];
-        Some(v[..v.find(q)?].trim().to_owned())
-    };
-    if let Some(t) = attr("time") {
-        let ms = if let Some(ms) = t.strip_suffix("ms") {
-            ms.trim().parse::<f32>().ok()
-        } else if let Some(s) = t.strip_suffix('s') {
-            s.trim().parse::<f32>().ok().map(|s| s * 1000.0)
-        } else {
-            None
-        };
-        if let Some(ms) = ms.filter(|m| m.is_finite() && *m >= 0.0) {
-            return (ms as u32).min(MAX_BREAK_MS);
-        }
-    }
-    match attr("strength").as_deref() {
-        Some("none") => 0,
-        Some("x-weak") => 100,
-        Some("weak") => 250,
-        Some("strong") => 1000,
-        Some("x-strong") => 1500,
-        _ => 500,
-    }
-}
-
-fn decode_entities(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+        })
+        .collect())
 }
 
 struct Model {
@@ -391,14 +333,24 @@ impl Piper {
         text: &str,
         ssml: bool,
         request: &PiperRequest,
+        max_samples: Option<u64>,
     ) -> Result<(Synthesis, u32), EngineRefusal> {
+        let limit = max_samples.unwrap_or(u64::MAX);
+        let over = |samples: &[i16]| {
+            (samples.len() as u64 > limit).then(|| {
+                refusal(
+                    "audio_too_long",
+                    format!("the audio passed its ceiling of {limit} samples"),
+                )
+            })
+        };
         let model = self.model(&request.model)?;
         let rate = model.config.audio.sample_rate;
         let voice = model.config.espeak.voice.clone();
         let mut samples: Vec<i16> = Vec::new();
         let mut words: Vec<WordMark> = Vec::new();
         let segments = if ssml {
-            ssml_segments(text)
+            ssml_segments(text)?
         } else {
             vec![Segment::Text(text.to_owned())]
         };
@@ -407,6 +359,9 @@ impl Piper {
             let text = match segment {
                 Segment::Break(ms) => {
                     samples.resize(samples.len() + (ms as usize * rate as usize / 1000), 0);
+                    if let Some(e) = over(&samples) {
+                        return Err(e);
+                    }
                     continue;
                 }
                 Segment::Text(t) => t,
@@ -429,6 +384,9 @@ impl Piper {
                 }
                 samples.extend_from_slice(&audio);
                 samples.resize(samples.len() + silence, 0);
+                if let Some(e) = over(&samples) {
+                    return Err(e);
+                }
             }
         }
         Ok((
@@ -615,7 +573,8 @@ mod tests {
     fn ssml_breaks_become_pauses_and_tags_are_dropped() {
         let got = ssml_segments(
             r#"<speak>Hi &amp; bye<break time="300ms"/>Next<break strength="strong"/><emphasis>x</emphasis><break time="2s"/></speak>"#,
-        );
+        )
+        .unwrap();
         assert_eq!(
             got,
             vec![
@@ -627,5 +586,18 @@ mod tests {
                 Segment::Break(2000),
             ]
         );
+    }
+
+    #[test]
+    fn numeric_character_references_are_decoded_like_named_ones() {
+        let got = ssml_segments("<speak>Caf&#233; caf&#xE9; caf\u{e9} &lt;b&gt;</speak>").unwrap();
+        assert_eq!(got, vec![Segment::Text("Café café café <b>".into())]);
+    }
+
+    #[test]
+    fn ssml_off_the_allow_list_is_refused_here_too() {
+        let err = ssml_segments(r#"<speak>Hi<audio src="/etc/passwd"/></speak>"#).unwrap_err();
+        assert_eq!(err.code, "invalid_ssml");
+        assert!(err.message.contains("<audio>"), "{}", err.message);
     }
 }

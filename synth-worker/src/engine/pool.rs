@@ -5,13 +5,16 @@
 //! - a child serves one request at a time (a semaphore of N permits guards
 //!   a free list of N slots, so a permit always finds a slot);
 //! - a child that fails mid-request (crash, broken pipe, garbage, timeout)
-//!   is killed and replaced, and that request fails as *retryable*;
+//!   is killed and replaced, and that request fails as *retryable*; audio
+//!   over the PCM limit is killed and replaced too but fails as *permanent*
+//!   (`audio_too_long`): the same input would only fail again;
 //!   a child found dead while idle is replaced before it is used;
 //! - children are killed when the pool is dropped (`kill_on_drop`) and
 //!   asked to exit (stdin closed) by [`EnginePool::shutdown`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -118,6 +121,7 @@ impl EngineProcess {
     async fn render(
         &mut self,
         request: &EngineRequest,
+        max_pcm_bytes: u32,
     ) -> Result<Result<Rendered, EngineError>, EngineError> {
         let payload =
             serde_json::to_vec(request).map_err(|e| EngineError::Crashed(e.to_string()))?;
@@ -133,7 +137,18 @@ impl EngineProcess {
                 finished_us,
                 words,
             } => {
-                let pcm = read_frame_async(&mut self.stdout, MAX_PCM_BYTES)
+                // Too much audio is this input's fault, not the process's:
+                // permanent (`audio_too_long`), never retried. The frame is
+                // still in the pipe, so the process is replaced all the same.
+                if samples.saturating_mul(2) > u64::from(max_pcm_bytes) {
+                    return Err(EngineError::Refused {
+                        code: "audio_too_long".to_owned(),
+                        message: format!(
+                            "the audio ({samples} samples) is over the {max_pcm_bytes}-byte limit of one render"
+                        ),
+                    });
+                }
+                let pcm = read_frame_async(&mut self.stdout, max_pcm_bytes)
                     .await
                     .map_err(broken)?;
                 if pcm.len() as u64 != samples * 2 {
@@ -185,6 +200,9 @@ struct Inner {
     size: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Slot>>,
+    /// The largest PCM frame accepted ([`MAX_PCM_BYTES`] unless a test
+    /// lowers it).
+    max_pcm_bytes: AtomicU32,
 }
 
 impl Inner {
@@ -246,12 +264,19 @@ impl EnginePool {
                 size,
                 permits: Arc::new(Semaphore::new(size)),
                 idle: Mutex::new(slots),
+                max_pcm_bytes: AtomicU32::new(MAX_PCM_BYTES),
             }),
         })
     }
 
     pub fn size(&self) -> usize {
         self.inner.size
+    }
+
+    /// Lowers the largest audio a render may return (tests: so that a
+    /// render over the limit needs seconds of audio, not hours).
+    pub fn set_max_pcm_bytes(&self, bytes: u32) {
+        self.inner.max_pcm_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Children alive now: the busy ones and the idle ones still running.
@@ -303,7 +328,8 @@ impl EnginePool {
                 EngineProcess::spawn(&self.inner.program, &self.inner.args).await?
             }
         };
-        match tokio::time::timeout(RENDER_TIMEOUT, process.render(request)).await {
+        let max_pcm_bytes = self.inner.max_pcm_bytes.load(Ordering::Relaxed);
+        match tokio::time::timeout(RENDER_TIMEOUT, process.render(request, max_pcm_bytes)).await {
             Ok(Ok(result)) => {
                 slot.process = Some(process);
                 result

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Requests are small (text ≤ 100,000 characters); more is a broken peer.
 pub const MAX_REQUEST_BYTES: u32 = 16 * 1024 * 1024;
 /// ~6.7 hours of 22,050 Hz s16 audio, far above what 100,000 characters give.
+/// Audio over it is refused as `audio_too_long` (permanent), not sent.
 pub const MAX_PCM_BYTES: u32 = 1024 * 1024 * 1024;
 /// Headers are JSON with the word events (~40 bytes a word).
 pub const MAX_HEADER_BYTES: u32 = 16 * 1024 * 1024;
@@ -40,6 +41,11 @@ pub struct EngineRequest {
     /// `voice`, only phonemises; `rate`, `pitch`, `range` are unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub piper: Option<PiperRequest>,
+    /// The most samples this request may produce (its share of the
+    /// generation's audio ceiling): past it the engine stops and refuses
+    /// with `audio_too_long`, so no input makes it buffer unbounded audio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<u64>,
 }
 
 /// A Piper model and how to drive it.

@@ -19,7 +19,8 @@ use anyhow::Context;
 use super::ffi::Espeak;
 use super::piper::Piper;
 use super::protocol::{
-    EngineReply, EngineRequest, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes, write_frame,
+    EngineReply, EngineRequest, MAX_PCM_BYTES, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes,
+    write_frame,
 };
 use super::{Engine, Engines};
 
@@ -116,6 +117,21 @@ pub fn serve(mut engine: impl Engine, mut out: impl Write) -> anyhow::Result<()>
         let result = engine.synthesize(&request);
         let finished_us = now_us();
         match result {
+            // More than the worker accepts in a frame (and a u32 length
+            // can carry): refused, so the worker fails the generation
+            // instead of replacing a healthy process and retrying.
+            Ok(synthesis) if synthesis.samples.len() as u64 * 2 > u64::from(MAX_PCM_BYTES) => {
+                send(
+                    &mut out,
+                    &failed(
+                        "audio_too_long",
+                        &format!(
+                            "the audio ({} samples) is over the {MAX_PCM_BYTES}-byte frame limit",
+                            synthesis.samples.len()
+                        ),
+                    ),
+                )?;
+            }
             Ok(synthesis) => {
                 let sample_rate = match synthesis.sample_rate {
                     0 => engine.sample_rate(),

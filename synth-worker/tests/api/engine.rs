@@ -13,6 +13,7 @@ fn request(text: &str) -> EngineRequest {
         pitch: 50,
         range: 50,
         piper: None,
+        max_samples: None,
     }
 }
 
@@ -144,4 +145,21 @@ async fn an_engine_killed_mid_request_fails_it_as_retryable_and_is_replaced() {
     assert!(!err.is_permanent(), "{err:?}");
     let audio = pool.render(&request(SEED)).await.unwrap();
     assert_ne!(audio.pid, pid);
+}
+
+#[tokio::test]
+async fn a_render_over_the_pcm_limit_is_refused_as_audio_too_long_not_retried_as_a_crash() {
+    let pool = EnginePool::start(engine_program(), 1).await.unwrap();
+    // The seed sentence is ~4 s (~180 KB): over a 64 KiB limit.
+    pool.set_max_pcm_bytes(64 * 1024);
+
+    let err = pool.render(&request(SEED)).await.unwrap_err();
+
+    assert!(err.is_permanent(), "retryable: {err:?}");
+    assert!(
+        matches!(&err, EngineError::Refused { code, .. } if code == "audio_too_long"),
+        "{err:?}"
+    );
+    assert_eq!(pool.alive(), 1);
+    assert!(pool.render(&request("Hi.")).await.is_ok());
 }

@@ -12,3 +12,4 @@ mod helpers;
 mod neural;
 mod observability;
 mod openai;
+mod ssml;
