@@ -15,7 +15,7 @@ export function forgetKey() {
   sessionStorage.removeItem(KEY_STORAGE);
 }
 
-/** What a secret looks like (API.md): `vp_` + 40 base62 characters. */
+/** What a secret looks like (docs/api.md): `vp_` + 40 base62 characters. */
 export function looksLikeKey(key) {
   return /^vp_[0-9A-Za-z]{40}$/.test(key);
 }

@@ -1,4 +1,4 @@
-//! RabbitMQ: the topology of ARCHITECTURE.md declared in code, a connection
+//! RabbitMQ: the topology of docs/architecture.md declared in code, a connection
 //! that comes back by itself, a publisher that waits for the broker's
 //! confirm, and the consumer loop every consumer runs.
 //!

@@ -1,4 +1,4 @@
-//! The API key format of API.md: `vp_` + 40 base62 characters, the last 6 a
+//! The API key format of docs/api.md: `vp_` + 40 base62 characters, the last 6 a
 //! checksum of the first 34, so a mistyped or made-up key is refused without
 //! a database lookup and a secret scanner can tell a real key from noise.
 //! Only the SHA-256 of a secret is ever stored or sent between services.
@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 pub const KEY_PREFIX: &str = "vp_";
 
-/// Every scope of API.md; a bootstrap key holds them all.
+/// Every scope of docs/api.md; a bootstrap key holds them all.
 pub const SCOPES: [&str; 7] = [
     "generations:read",
     "generations:write",
@@ -19,7 +19,7 @@ pub const SCOPES: [&str; 7] = [
     "usage:read",
 ];
 
-/// Whether `s` is a scope of API.md.
+/// Whether `s` is a scope of docs/api.md.
 pub fn is_scope(s: &str) -> bool {
     SCOPES.contains(&s)
 }

@@ -1,4 +1,4 @@
-//! Credit arithmetic (ARCHITECTURE.md, Guarantees): one credit per started
+//! Credit arithmetic (docs/architecture.md, Guarantees): one credit per started
 //! 1,000 characters, at least one, characters counted as Unicode scalar
 //! values (what `str::chars` yields), so "é" is one character whether the
 //! client sent it precomposed or not — it is what was sent that is counted.

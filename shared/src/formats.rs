@@ -1,4 +1,4 @@
-//! Output formats of API.md: name, MIME type, file extension, and which
+//! Output formats of docs/api.md: name, MIME type, file extension, and which
 //! sample rates each can carry. The gateway refuses a rate a format cannot
 //! carry at request time; the worker resamples to any rate allowed here.
 
@@ -17,7 +17,7 @@ pub enum AudioFormat {
 impl AudioFormat {
     pub const ALL: [AudioFormat; 5] = [Self::Wav, Self::Mp3, Self::Ogg, Self::Flac, Self::Pcm];
 
-    /// The format of API.md's `format` field, if it is one.
+    /// The format of docs/api.md's `format` field, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.as_str() == s)
     }

@@ -1,4 +1,4 @@
-//! The error envelope of API.md and the HTTP plumbing every service shares:
+//! The error envelope of docs/api.md and the HTTP plumbing every service shares:
 //! request ids, access logs, and extractor errors turned into the envelope.
 //!
 //! A 500 says nothing internal: its body carries the request id, and the

@@ -17,7 +17,7 @@ pub enum JobMessage {
     SynthesizeV1 { generation_id: GenerationId },
 }
 
-/// The events of API.md.
+/// The events of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     #[serde(rename = "generation.completed")]
@@ -69,7 +69,7 @@ pub struct Event {
     pub event: EventType,
     pub workspace_id: WorkspaceId,
     pub occurred_at: DateTime<Utc>,
-    /// The webhook payload's `data`, as API.md shows it, less `audioUrl`.
+    /// The webhook payload's `data`, as docs/api.md shows it, less `audioUrl`.
     pub data: serde_json::Value,
     /// A generation whose audio URL the dispatcher signs into `data.audioUrl`
     /// when it sends, so that every attempt carries a fresh URL.
@@ -82,7 +82,7 @@ pub struct Event {
     pub target_endpoint: Option<WebhookId>,
 }
 
-/// The `data` of each webhook event (API.md "Webhooks"); the body is
+/// The `data` of each webhook event (docs/api.md "Webhooks"); the body is
 /// `{"event": "<type>", "data": {...}}`.
 /// `data` of `generation.completed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

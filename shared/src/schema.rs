@@ -1,5 +1,5 @@
 //! The diesel schema of `migrations/`, one `table!` per table of
-//! ARCHITECTURE.md. Kept by hand in the shape `diesel print-schema` writes;
+//! docs/architecture.md. Kept by hand in the shape `diesel print-schema` writes;
 //! `tests/schema.rs` checks it against a migrated database.
 
 diesel::table! {

@@ -1,5 +1,5 @@
 //! HMAC signatures: Standard Webhooks message signing
-//! (<https://www.standardwebhooks.com/>, API.md "Webhooks") and the signed,
+//! (<https://www.standardwebhooks.com/>, docs/api.md "Webhooks") and the signed,
 //! expiring audio URLs that the gateway serves and the dispatcher mints.
 
 use base64::Engine as _;

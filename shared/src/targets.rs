@@ -1,5 +1,5 @@
 //! Which webhook targets are refused (server-side request forgery into the
-//! operator's network; API.md "Webhooks"): a URL whose host is, or resolves
+//! operator's network; docs/api.md "Webhooks"): a URL whose host is, or resolves
 //! to, a loopback, private, link-local, carrier-grade NAT, multicast,
 //! broadcast, unspecified or reserved address, unless the address lies in
 //! one of the CIDRs of `webhooks.allowed_target_cidrs`.

@@ -1,5 +1,5 @@
 //! Times on the wire: RFC 3339 in UTC to the second with `Z`
-//! (`2026-05-29T12:00:00Z`), as API.md shows them, everywhere — in API
+//! (`2026-05-29T12:00:00Z`), as docs/api.md shows them, everywhere — in API
 //! answers and in webhook payloads alike.
 
 use chrono::{DateTime, SecondsFormat, Utc};

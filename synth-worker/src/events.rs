@@ -55,7 +55,7 @@ pub fn terminal_event(g: &Generation) -> Option<Event> {
             }),
         ),
     };
-    // API.md: metadata is "echoed in webhooks", whichever the outcome.
+    // docs/api.md: metadata is "echoed in webhooks", whichever the outcome.
     if let (Some(metadata), Some(obj)) = (&g.metadata, data.as_object_mut()) {
         obj.insert("metadata".to_owned(), metadata.clone());
     }

@@ -4,7 +4,7 @@
 //! endpoint), then acks.
 //!
 //! Invariants: the rows of one event are inserted in one transaction and the
-//! message is acked only after it commits (ARCHITECTURE.md "Messaging"), so
+//! message is acked only after it commits (docs/architecture.md "Messaging"), so
 //! an event is never lost; `ON CONFLICT (event_id, endpoint_id) DO NOTHING`
 //! makes a redelivered event a no-op, so it is never fanned out twice. The
 //! HTTP work happens later, in the delivery loop, never here: a slow

@@ -102,9 +102,9 @@ impl Context {
 fn http_client(config: &DeliveryConfig, timeout_ms: u64) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        // API.md: a 2xx within the timeout is success.
+        // docs/webhooks.md: a 2xx within the timeout is success.
         .timeout(Duration::from_millis(timeout_ms))
-        // API.md: redirects are not followed; a 3xx is a failed attempt.
+        // docs/webhooks.md: redirects are not followed; a 3xx is a failed attempt.
         // Following them would also let a public URL bounce us to a private one.
         .redirect(reqwest::redirect::Policy::none())
         // Connect directly: through a proxy the target check below would

@@ -1,5 +1,5 @@
 //! The dispatcher's own HTTP surface: `GET /healthz` (the process is alive)
-//! and `GET /readyz` (database and broker reachable), ARCHITECTURE.md
+//! and `GET /readyz` (database and broker reachable), docs/architecture.md
 //! "Operations".
 
 use std::sync::Arc;

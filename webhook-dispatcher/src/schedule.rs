@@ -1,5 +1,5 @@
 //! When a failed attempt is tried again: `dispatcher.retry_schedule_secs`
-//! (API.md: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each delay with ±20 %
+//! (docs/webhooks.md: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each delay with ±20 %
 //! jitter so that receivers recovering from an outage are not hit by every
 //! retry at once, and a `Retry-After` on 429 or 503 honoured when it asks
 //! for longer, but never beyond the schedule's longest step

@@ -1,5 +1,5 @@
 //! `POST /v1/generations` bodies: the JSON as sent, and the checks that
-//! turn it into a `ValidGeneration` (or the first error, in API.md's
+//! turn it into a `ValidGeneration` (or the first error, in docs/api.md's
 //! envelope, with the offending `param`).
 
 use serde::Deserialize;

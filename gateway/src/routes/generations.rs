@@ -48,7 +48,7 @@ pub fn routes(r: &mut crate::routes::Routes) {
         .get("/v1/generations/{id}/audio", audio);
 }
 
-/// The 202 body: exactly the shape of API.md.
+/// The 202 body: exactly the shape of docs/api.md.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {

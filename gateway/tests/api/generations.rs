@@ -28,7 +28,7 @@ async fn seed_request_is_accepted_with_the_seed_response_shape() {
     let created =
         chrono::DateTime::parse_from_rfc3339(body["createdAt"].as_str().unwrap()).unwrap();
     assert_eq!(created.offset().local_minus_utc(), 0);
-    // RFC 3339 to the second with Z, as in API.md: 2026-05-29T12:00:00Z.
+    // RFC 3339 to the second with Z, as in docs/api.md: 2026-05-29T12:00:00Z.
     assert_eq!(body["createdAt"].as_str().unwrap().len(), 20);
 }
 

@@ -190,7 +190,7 @@ impl TestApp {
     }
 }
 
-/// Asserts the API.md error envelope with this status and code.
+/// Asserts the docs/api.md error envelope with this status and code.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(
         response.status().as_u16(),

@@ -1,4 +1,4 @@
--- The foundation schema of ARCHITECTURE.md. Every table that holds customer
+-- The foundation schema of docs/architecture.md. Every table that holds customer
 -- data carries workspace_id so that every query can be scoped by it.
 
 CREATE TABLE workspaces (

@@ -3,7 +3,7 @@
 //!
 //! Invariant: libespeak-ng keeps its voice, parameters and callback in
 //! process-wide globals and crashes when two threads synthesise at once
-//! (ENGINES.md), so an [`Espeak`] exists at most once per process, is not
+//! (docs/engines.md), so an [`Espeak`] exists at most once per process, is not
 //! `Send`/`Sync`, and is only used by the engine process's single thread.
 //!
 //! Invariant: libespeak-ng never opens a file or URI named by the text.

@@ -1,7 +1,7 @@
 //! The synthesis engines, in child processes behind the [`Engine`] trait:
 //! libespeak-ng (`ffi`) and Piper neural voices (`piper`, ONNX Runtime).
 //!
-//! libespeak-ng is process-global and not thread-safe (ENGINES.md), so the
+//! libespeak-ng is process-global and not thread-safe (docs/engines.md), so the
 //! worker never loads it itself: `server` is the child (`synth-worker
 //! engine`), serving any [`Engine`]; `pool` runs N children and hands each
 //! request to a free one, `protocol` is the framing between them. Piper

@@ -1,4 +1,4 @@
-//! The request a delivery sends: the body of API.md "Webhooks"
+//! The request a delivery sends: the body of docs/api.md "Webhooks"
 //! (`{"event": "<type>", "data": {...}}`) and the Standard Webhooks headers
 //! (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>).
 //!
@@ -15,7 +15,7 @@ use shared::signing::{SigningError, audio_url, webhook_signature_header};
 
 use crate::context::DeliveryConfig;
 
-/// The body, field order as API.md shows it.
+/// The body, field order as docs/api.md shows it.
 #[derive(Serialize)]
 struct Body<'a> {
     event: &'a str,

@@ -1,5 +1,5 @@
 //! End to end: an event published on the broker reaches the receiver,
-//! shaped and signed as API.md says.
+//! shaped and signed as docs/api.md says.
 
 use shared::messages::EventType;
 use standardwebhooks::Webhook;

@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::domain::webhook_request::{CreateWebhook, EndpointPageQuery, UpdateWebhook};
 use crate::startup::State;
 
-/// After a rotation the previous secret keeps signing this long (API.md).
+/// After a rotation the previous secret keeps signing this long (docs/webhooks.md).
 pub const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
 const SCOPE: &str = "webhooks:manage";

@@ -1,4 +1,4 @@
-//! `/v1/webhooks` (API.md "Webhooks"), scope `webhooks:manage`: endpoints
+//! `/v1/webhooks` (docs/api.md "Webhooks"), scope `webhooks:manage`: endpoints
 //! (create with the `whsec_` secret shown once, list, get, patch, delete),
 //! secret rotation with a 24 h overlap, the `webhook.test` event, and the
 //! delivery log with manual retry.
