@@ -59,7 +59,7 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// 3.10.8 (Debian 12's) keeps nothing of a quorum queue declared less than
 /// about a second before the node is SIGKILLed: the queue comes back empty,
 /// confirmed messages included, and without a leader until an operator runs
-/// `ra:trigger_election` (README, "Known limits"; rabbitmq-server#10070).
+/// `ra:trigger_election` (docs/known-limits.md; rabbitmq-server#10070).
 /// That is a broker bug no client can work around, and a deployment's queues
 /// are declared once, long before any crash; so the suite lets the node
 /// persist the case's fresh topology first, with a margin.

@@ -5,7 +5,7 @@
 //! worker to finish it (`crate::completions` wakes it, the row decides)
 //! and answers with the audio bytes.
 //!
-//! Mapping (documented in the README):
+//! Mapping (documented in docs/openai-speech.md):
 //! - `model`: `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts` (and its dated ids)
 //!   and our own `voiceprod-tts` all render with the same engine;
 //! - `voice`: OpenAI's names map to English presets ([`OPENAI_VOICES`]);
