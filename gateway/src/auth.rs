@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
-use chrono::Utc;
 
 use shared::api_key;
 use shared::http::ApiError;
@@ -342,19 +341,7 @@ async fn check_key(state: &State, secret: &str) -> Result<VerifiedKey, ApiError>
         .verify(api_key::hash(secret))
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
-    let now = Utc::now();
-    if key.revoked_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized(
-            "key_revoked",
-            "this API key has been revoked",
-        ));
-    }
-    if key.expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized(
-            "key_expired",
-            "this API key has expired",
-        ));
-    }
+    shared::keys_api::ensure_active(key.revoked_at, key.expires_at)?;
     Ok(key)
 }
 

@@ -36,19 +36,7 @@ pub fn caller(conn: &mut PgConnection, workspace: Uuid, id: KeyId) -> Result<Api
     let key = ApiKey::find_in_workspace(conn, workspace, id.0)
         .map_err(DbError::from)?
         .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is not valid"))?;
-    let now = Utc::now();
-    if key.revoked_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized(
-            "key_revoked",
-            "this API key has been revoked",
-        ));
-    }
-    if key.expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::unauthorized(
-            "key_expired",
-            "this API key has expired",
-        ));
-    }
+    shared::keys_api::ensure_active(key.revoked_at, key.expires_at)?;
     Ok(key)
 }
 

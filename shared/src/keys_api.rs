@@ -129,3 +129,26 @@ pub struct Touch {
 pub struct TouchRequest {
     pub entries: Vec<Touch>,
 }
+
+/// 401 `key_revoked` / `key_expired` unless a key with these times may be
+/// used now: the gateway's check of a presented key and the key service's
+/// check of a key managing others give the same answer.
+pub fn ensure_active(
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(), crate::http::ApiError> {
+    let now = Utc::now();
+    if revoked_at.is_some_and(|t| t <= now) {
+        return Err(crate::http::ApiError::unauthorized(
+            "key_revoked",
+            "this API key has been revoked",
+        ));
+    }
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(crate::http::ApiError::unauthorized(
+            "key_expired",
+            "this API key has expired",
+        ));
+    }
+    Ok(())
+}
