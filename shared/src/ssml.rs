@@ -182,6 +182,39 @@ fn allowed_elements() -> String {
     RULES.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
 }
 
+/// Why SSML is refused, with the API's code: `invalid_ssml` (off the
+/// allow-list, malformed) or `audio_too_long` (its breaks exceed
+/// [`crate::credits::max_pause_ms`] for a text of that many characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// [`parse`], and the pause ceiling: the one rule the gateway applies at
+/// request time and the worker again before rendering.
+pub fn parse_within_ceiling(text: &str, characters: u64) -> Result<Ssml, Refusal> {
+    let ssml = parse(text).map_err(|problem| Refusal {
+        code: "invalid_ssml",
+        message: format!("text is not valid SSML: {problem}"),
+    })?;
+    let breaks_ms = ssml.break_ms_total();
+    let ceiling_ms = crate::credits::max_pause_ms(characters);
+    if breaks_ms > ceiling_ms {
+        return Err(Refusal {
+            code: "audio_too_long",
+            message: format!(
+                "the breaks add up to {:.1} s, but a text of {characters} characters may pause for at most {:.1} s ({} s per character, at least {} s)",
+                breaks_ms as f64 / 1000.0,
+                ceiling_ms as f64 / 1000.0,
+                crate::credits::MAX_PAUSE_SECS_PER_CHARACTER,
+                crate::credits::MIN_AUDIO_CEILING_SECS,
+            ),
+        });
+    }
+    Ok(ssml)
+}
+
 /// Parses and checks `text` (a `<speak>` document, or SSML content without
 /// one). `Err` names what is not allowed or not well-formed.
 pub fn parse(text: &str) -> Result<Ssml, SsmlError> {

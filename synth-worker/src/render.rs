@@ -165,20 +165,8 @@ pub fn plan(
     let (ssml, text) = match generation.text_type.as_str() {
         "text" => (false, generation.text.clone()),
         "ssml" => {
-            let doc = shared::ssml::parse(&generation.text)
-                .map_err(|m| JobError::permanent("invalid_ssml", format!("invalid SSML: {m}")))?;
-            let breaks_ms = doc.break_ms_total();
-            let max_pause_ms = credits::max_pause_ms(characters);
-            if breaks_ms > max_pause_ms {
-                return Err(JobError::permanent(
-                    "audio_too_long",
-                    format!(
-                        "the breaks add up to {:.1} s; a text of {characters} characters may pause for at most {:.1} s",
-                        breaks_ms as f64 / 1000.0,
-                        max_pause_ms as f64 / 1000.0
-                    ),
-                ));
-            }
+            let doc = shared::ssml::parse_within_ceiling(&generation.text, characters)
+                .map_err(|r| JobError::permanent(r.code, r.message))?;
             (true, doc.to_canonical())
         }
         other => {

@@ -204,24 +204,7 @@ impl CreateGeneration {
 /// together may not ask for more silence than the text may buy
 /// (`shared::credits::max_pause_ms`, 422 `audio_too_long`).
 fn check_ssml(text: &str, characters: u64) -> Result<(), ApiError> {
-    let ssml = shared::ssml::parse(text).map_err(|problem| {
-        ApiError::unprocessable("invalid_ssml", format!("text is not valid SSML: {problem}"))
-            .with_param("text")
-    })?;
-    let breaks_ms = ssml.break_ms_total();
-    let ceiling_ms = credits::max_pause_ms(characters);
-    if breaks_ms > ceiling_ms {
-        return Err(ApiError::unprocessable(
-            "audio_too_long",
-            format!(
-                "the breaks add up to {:.1} s, but a text of {characters} characters may pause for at most {:.1} s ({} s per character, at least {} s)",
-                breaks_ms as f64 / 1000.0,
-                ceiling_ms as f64 / 1000.0,
-                credits::MAX_PAUSE_SECS_PER_CHARACTER,
-                credits::MIN_AUDIO_CEILING_SECS,
-            ),
-        )
-        .with_param("text"));
-    }
-    Ok(())
+    shared::ssml::parse_within_ceiling(text, characters)
+        .map(drop)
+        .map_err(|r| ApiError::unprocessable(r.code, r.message).with_param("text"))
 }
