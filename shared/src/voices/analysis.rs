@@ -402,6 +402,7 @@ pub fn engine_voice(analysis: &Analysis, espeak_voice: &str) -> EngineVoice {
         range,
         rate,
         piper: None,
+        kokoro: None,
     }
 }
 

@@ -150,6 +150,7 @@ fn legacy() -> Vec<Preset> {
             range: 50,
             rate,
             piper: None,
+            kokoro: None,
         },
     };
     let mut out = vec![default_voice()];
@@ -250,6 +251,7 @@ fn default_voice() -> Preset {
                 model: DEFAULT_MODEL.to_owned(),
                 speaker: None,
             }),
+            kokoro: None,
         },
     }
 }
@@ -290,6 +292,7 @@ fn build() -> Vec<Preset> {
                 range: p.range,
                 rate: p.rate,
                 piper: None,
+                kokoro: None,
             };
             all.push(Preset {
                 id: stable_id(&voice),

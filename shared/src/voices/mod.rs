@@ -19,7 +19,7 @@ pub use catalog::{
 /// How the engine renders a voice: espeak-ng voice and variant, base pitch
 /// and pitch range (0–100, espeak-ng's default 50) and words per minute at
 /// speed 1.0. Stored as a cloned voice's `params` (camelCase JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineVoice {
     pub espeak_voice: String,
@@ -33,6 +33,30 @@ pub struct EngineVoice {
     /// `espeak_voice`, and `pitch`, `range`, `rate` are unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub piper: Option<PiperVoice>,
+    /// Set for a Kokoro voice: espeak-ng then only phonemises, in
+    /// `espeak_voice` (`en-us`, `en-gb`, `es`, `fr-fr`, `hi`, `it`,
+    /// `pt-br`), and `pitch`, `range`, `rate` are unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kokoro: Option<KokoroVoice>,
+}
+
+/// A Kokoro voice: the weighted sum of the style vectors of one or more
+/// voice packs (at most 4, of one language). A preset is one pack of
+/// weight 1; a blend (`af_bella(2)+af_sky(1)`) several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KokoroVoice {
+    pub packs: Vec<KokoroPack>,
+}
+
+/// One voice pack of a [`KokoroVoice`]: the pack's `kokoro-js` name
+/// (`af_bella`, the file `voices/af_bella.bin`) and its weight; the weights
+/// of a voice are normalised (they sum to 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KokoroPack {
+    pub name: String,
+    pub weight: f32,
 }
 
 /// A Piper model of the voices directory and, for a multi-speaker model,
@@ -54,6 +78,8 @@ pub enum EngineKind {
     Espeak,
     #[serde(rename = "piper")]
     Piper,
+    #[serde(rename = "kokoro")]
+    Kokoro,
 }
 
 impl EngineKind {
@@ -61,11 +87,12 @@ impl EngineKind {
         match self {
             Self::Espeak => "espeak-ng",
             Self::Piper => "piper",
+            Self::Kokoro => "kokoro",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Espeak, Self::Piper]
+        [Self::Espeak, Self::Piper, Self::Kokoro]
             .into_iter()
             .find(|e| e.as_str() == s)
     }
@@ -77,7 +104,9 @@ fn default_range() -> u8 {
 
 impl EngineVoice {
     pub fn engine(&self) -> EngineKind {
-        if self.piper.is_some() {
+        if self.kokoro.is_some() {
+            EngineKind::Kokoro
+        } else if self.piper.is_some() {
             EngineKind::Piper
         } else {
             EngineKind::Espeak

@@ -120,6 +120,7 @@ pub fn presets_of(model: &str, json: &str) -> Result<Vec<Preset>, String> {
                         model: model.to_owned(),
                         speaker,
                     }),
+                    kokoro: None,
                 },
             }
         })
