@@ -34,6 +34,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Neural (Piper) voices: where their files and ONNX Runtime are.
     pub piper: PiperSettings,
+    /// Kokoro natural voices: where the model, vocab and voice packs are.
+    pub kokoro: KokoroSettings,
     /// The webhook dispatcher.
     pub dispatcher: DispatcherSettings,
     /// Webhook policy the gateway (registration) and the dispatcher (delivery) share.
@@ -198,6 +200,19 @@ pub struct PiperSettings {
     pub engines: usize,
     /// ONNX Runtime intra-op threads per neural engine process; 0 means the
     /// cores divided among the neural engine processes.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KokoroSettings {
+    /// Directory of the Kokoro files `deploy/fetch-models` installs: the
+    /// model (`kokoro-v1.0.int8.onnx`), `vocab.json` and `voices/NAME.bin`
+    /// (gateway and worker both read it). ONNX Runtime is `piper.onnxruntime`.
+    pub dir: PathBuf,
+    /// Kokoro engine processes; each loads the model once, on its first job.
+    pub engines: usize,
+    /// ONNX Runtime intra-op threads per Kokoro engine process; 0 means the
+    /// cores divided among the Kokoro engine processes.
     pub threads: usize,
 }
 
@@ -462,6 +477,9 @@ impl Settings {
         if self.piper.engines == 0 {
             return invalid("piper.engines must be at least 1");
         }
+        if self.kokoro.engines == 0 {
+            return invalid("kokoro.engines must be at least 1");
+        }
         if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
             return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");
         }
@@ -540,6 +558,18 @@ impl Settings {
             0 => {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 (cores / self.piper.engines.max(1)).max(1)
+            }
+            n => n,
+        }
+    }
+
+    /// Intra-op threads of each Kokoro engine process: the configured
+    /// number, or the cores shared among `kokoro.engines` processes.
+    pub fn kokoro_threads(&self) -> usize {
+        match self.kokoro.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / self.kokoro.engines.max(1)).max(1)
             }
             n => n,
         }
