@@ -80,10 +80,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        // The Piper voices of the voices directory join the preset catalog.
-        if let Some(n) = shared::voices::load_voices_dir(&settings.piper.voices_dir) {
-            tracing::info!(voices = n, dir = %settings.piper.voices_dir.display(), "neural voices loaded");
-        }
+        // The Piper and Kokoro voices on disk join the preset catalog.
+        shared::voices::load_model_dirs(&settings.piper.voices_dir, Some(&settings.kokoro.dir));
         let g = &settings.gateway;
         let listener = TcpListener::bind((g.host.as_str(), g.port))
             .map_err(|e| anyhow::anyhow!("Failed to bind gateway to {}:{}: {e}", g.host, g.port))?;

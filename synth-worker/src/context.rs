@@ -80,9 +80,7 @@ impl WorkerCtx {
         let store =
             shared::storage::open(&settings.storage).context("Failed to open the object store")?;
         check_models(settings)?;
-        if let Some(n) = voices::load_voices_dir(&settings.piper.voices_dir) {
-            tracing::info!(voices = n, dir = %settings.piper.voices_dir.display(), "neural voices loaded");
-        }
+        voices::load_model_dirs(&settings.piper.voices_dir, Some(&settings.kokoro.dir));
         let program = engine_program(settings)?;
         let engines = EnginePool::start(program.clone(), settings.engine_count())
             .await

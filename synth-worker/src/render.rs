@@ -84,13 +84,19 @@ pub struct Produced {
     pub duration_ms: i64,
 }
 
-/// The voice of `generation`: a preset, or a cloned voice of its workspace.
+/// The voice of `generation`: a preset (or the Kokoro blend the gateway
+/// stored, resolved again by the same `voices::resolve`), or a cloned
+/// voice of its workspace.
 pub async fn resolve_voice(
     ctx: &WorkerCtx,
     generation: &Generation,
 ) -> Result<EngineVoice, JobError> {
-    if let Some(preset) = voices::preset(&generation.voice_id) {
-        return Ok(preset.voice.clone());
+    match voices::resolve(&generation.voice_id) {
+        Ok(Some(resolved)) => return Ok(resolved.voice),
+        Ok(None) => {}
+        // A blend whose voices this worker lacks, or a row not written by
+        // the gateway's checks: it can never render.
+        Err(e) => return Err(JobError::permanent(e.code(), e.to_string())),
     }
     let (ws, id) = (generation.workspace_id, generation.voice_id.clone());
     let cloned = ctx

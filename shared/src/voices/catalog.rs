@@ -316,6 +316,8 @@ fn build() -> Vec<Preset> {
 struct Catalog {
     presets: Vec<Preset>,
     by_id: HashMap<String, usize>,
+    /// Kokoro pack names (`af_nova`), aliases of their presets' ids.
+    by_alias: HashMap<String, usize>,
 }
 
 impl Catalog {
@@ -331,7 +333,19 @@ impl Catalog {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        Self { presets, by_id }
+        let by_alias = presets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.voice.kokoro {
+                Some(k) if k.packs.len() == 1 => Some((k.packs[0].name.clone(), i)),
+                _ => None,
+            })
+            .collect();
+        Self {
+            presets,
+            by_id,
+            by_alias,
+        }
     }
 }
 
@@ -341,21 +355,58 @@ fn catalog() -> &'static Catalog {
     CATALOG.get_or_init(|| Catalog::new(Vec::new()))
 }
 
+/// How many voices each directory gave to the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    pub piper: usize,
+    pub kokoro: usize,
+}
+
 /// Adds the Piper voices of `dir` (see `neural`) to the catalog, once per
-/// process and before the catalog is first read: services call it at
-/// start-up. Returns how many voices the directory gave, or `None` if the
-/// catalog was already built (then by an earlier call or a read).
+/// process and before the catalog is first read. Returns how many voices
+/// the directory gave, or `None` if the catalog was already built (then by
+/// an earlier call or a read). Services call [`load_model_dirs`].
 pub fn load_voices_dir(dir: &Path) -> Option<usize> {
+    load_model_dirs(dir, None).map(|l| l.piper)
+}
+
+/// Adds the Piper voices of `piper_voices` and the Kokoro voices whose
+/// packs are in `kokoro` (`kokoro.dir`; see `kokoro`) to the catalog, once
+/// per process and before the catalog is first read, and logs what it
+/// found: the gateway and the worker call it at start-up, so both know the
+/// same voices. `None` if the catalog was already built.
+pub fn load_model_dirs(piper_voices: &Path, kokoro: Option<&Path>) -> Option<Loaded> {
     let mut found = None;
     CATALOG.get_or_init(|| {
-        let extra = super::neural::scan(dir);
-        found = Some(extra.len());
+        let mut extra = super::neural::scan(piper_voices);
+        let piper = extra.len();
+        extra.extend(kokoro.map(super::kokoro::scan).unwrap_or_default());
+        found = Some(Loaded {
+            piper,
+            kokoro: extra.len() - piper,
+        });
         Catalog::new(extra)
     });
+    if let Some(l) = found {
+        tracing::info!(
+            piper = l.piper,
+            piper_dir = %piper_voices.display(),
+            kokoro = l.kokoro,
+            kokoro_dir = %kokoro.map(|k| k.display().to_string()).unwrap_or_default(),
+            "neural voices loaded"
+        );
+        if kokoro.is_some() && l.kokoro == 0 {
+            tracing::info!(
+                "no Kokoro voice packs found: the Kokoro presets are not offered (deploy/fetch-models installs them)"
+            );
+        }
+    }
     found
 }
 
-/// Every preset, in catalog order (the order `GET /v1/voices` lists them).
+/// Every preset, in catalog order: the foundation's, the espeak-ng
+/// personae, then the voices of the model directories. `GET /v1/voices`
+/// lists the natural ones first, each group in this order.
 pub fn presets() -> &'static [Preset] {
     &catalog().presets
 }
@@ -364,6 +415,15 @@ pub fn presets() -> &'static [Preset] {
 pub fn preset(id: &str) -> Option<&'static Preset> {
     let c = catalog();
     c.by_id.get(id).map(|&i| &c.presets[i])
+}
+
+/// The preset with this id, or the Kokoro preset of this pack name.
+pub fn lookup(voice: &str) -> Option<&'static Preset> {
+    let c = catalog();
+    c.by_id
+        .get(voice)
+        .or_else(|| c.by_alias.get(voice))
+        .map(|&i| &c.presets[i])
 }
 
 /// The position of a preset in [`presets`].
@@ -423,13 +483,33 @@ mod tests {
                     v.variant.clone(),
                     v.pitch,
                     v.rate,
-                    v.piper.clone()
+                    v.piper.clone(),
+                    format!("{:?}", v.kokoro)
                 )),
                 "{} duplicates another voice of {}",
                 p.id,
                 p.language
             );
         }
+    }
+
+    #[test]
+    fn kokoro_presets_join_the_catalog_with_unique_ids_and_their_pack_names_as_aliases() {
+        let kokoro = super::super::kokoro::all_presets();
+        let c = Catalog::new(kokoro.clone());
+        assert_eq!(
+            c.presets.len(),
+            presets().len() + kokoro.len(),
+            "an id collides"
+        );
+        assert_eq!(c.by_id.len(), c.presets.len());
+        assert_eq!(c.by_alias.len(), 41);
+        let nova = &c.presets[c.by_alias["af_nova"]];
+        assert_eq!(nova.name, "Nova");
+        assert_eq!(c.by_id[&nova.id], c.by_alias["af_nova"]);
+        // Without the Kokoro files (the process catalog here), no alias.
+        assert!(lookup("af_nova").is_none());
+        assert_eq!(lookup(DEFAULT_VOICE_ID).unwrap().id, DEFAULT_VOICE_ID);
     }
 
     #[test]

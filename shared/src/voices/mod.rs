@@ -1,20 +1,26 @@
 //! Voices: the static preset catalog (`catalog`, over espeak-ng's
-//! `languages`), the cloned voices of a workspace (`cloned`, table
-//! `voices`), and the analysis that turns WAV samples into a cloned voice's
-//! engine parameters (`analysis`). [`EngineVoice`] is what the synth-worker
-//! needs to render either kind.
+//! `languages`, with the Piper models of `neural` and the Kokoro packs of
+//! `kokoro` found on disk), the cloned voices of a workspace (`cloned`,
+//! table `voices`), and the analysis that turns WAV samples into a cloned
+//! voice's engine parameters (`analysis`). `resolve` turns the voice string
+//! of a request (an id, a Kokoro pack name, a Kokoro blend) into an
+//! [`EngineVoice`], what the synth-worker needs to render it.
 
 pub mod analysis;
 pub mod catalog;
 pub mod cloned;
+pub mod kokoro;
 pub mod languages;
 pub mod neural;
+pub mod resolve;
 
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{
-    DEFAULT_VOICE_ID, Gender, Preset, espeak_voice_for, load_voices_dir, preset, presets,
+    DEFAULT_VOICE_ID, Gender, Loaded, Preset, espeak_voice_for, load_model_dirs, load_voices_dir,
+    lookup, preset, presets,
 };
+pub use resolve::{Resolved, VoiceError, resolve};
 
 /// How the engine renders a voice: espeak-ng voice and variant, base pitch
 /// and pitch range (0–100, espeak-ng's default 50) and words per minute at
@@ -95,6 +101,12 @@ impl EngineKind {
         [Self::Espeak, Self::Piper, Self::Kokoro]
             .into_iter()
             .find(|e| e.as_str() == s)
+    }
+
+    /// A neural engine, whose voices sound like people (the voice object's
+    /// `natural`); espeak-ng is a formant synthesiser.
+    pub fn is_natural(self) -> bool {
+        matches!(self, Self::Piper | Self::Kokoro)
     }
 }
 

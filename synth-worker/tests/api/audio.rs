@@ -182,10 +182,10 @@ async fn every_format_decodes_back_to_audio_of_the_stored_duration_at_the_asked_
 async fn every_espeak_preset_renders_speech_and_presets_of_a_language_differ() {
     let engines = std::thread::available_parallelism().map_or(2, |n| n.get());
     let pool = EnginePool::start(engine_program(), engines).await.unwrap();
-    // Neural presets are rendered by `neural.rs`.
+    // Neural presets (Piper, Kokoro) are rendered by their own tests.
     let presets: Vec<_> = shared::voices::presets()
         .iter()
-        .filter(|p| p.voice.piper.is_none())
+        .filter(|p| p.voice.engine() == shared::voices::EngineKind::Espeak)
         .collect();
 
     let renders = futures_util::future::join_all(presets.iter().map(|&p| {
