@@ -22,7 +22,11 @@ pub const SAMPLE_RATES: [u32; 6] = [8000, 16000, 22050, 24000, 44100, 48000];
 pub struct CreateGeneration {
     /// 1 to 100,000 characters (plain text, or SSML with `textType: ssml`).
     pub text: String,
-    /// A preset voice or a ready cloned voice of this workspace.
+    /// A preset voice id, a Kokoro pack name (`af_nova`), a Kokoro blend of
+    /// up to 4 voices of one language (`af_bella(2)+af_sky(1)`, pack names or
+    /// ids; the weight defaults to 1), or a ready cloned voice of this
+    /// workspace. A name or a blend is stored as its canonical form (the
+    /// preset id; the blend with pack names).
     #[schema(example = "voice_8f2a1c")]
     pub voice_id: String,
     /// `wav`, `mp3` (default), `ogg` (Opus), `flac` or `pcm` (s16le), as the plan allows.
@@ -157,16 +161,11 @@ impl CreateGeneration {
         if text_type == "ssml" {
             check_ssml(&self.text, characters)?;
         }
-        if !cloned_voice && voices::preset(&self.voice_id).is_none() {
-            return Err(ApiError::unprocessable(
-                "unknown_voice",
-                format!(
-                    "no voice {:?} in this workspace; GET /v1/voices lists them",
-                    self.voice_id
-                ),
-            )
-            .with_param("voiceId"));
-        }
+        let voice_id = if cloned_voice {
+            self.voice_id
+        } else {
+            resolve_voice(&self.voice_id)?
+        };
         if !plan.formats.iter().any(|f| f == format.as_str()) {
             return Err(ApiError::forbidden(
                 "format_not_in_plan",
@@ -189,13 +188,30 @@ impl CreateGeneration {
             characters,
             credits: credits::credits_for_characters(characters),
             text: self.text,
-            voice_id: self.voice_id,
+            voice_id,
             format,
             text_type,
             sample_rate: self.sample_rate,
             speed,
             metadata: self.metadata,
         })
+    }
+}
+
+/// The id to store for a catalog voice (`voices::resolve`: a preset id, a
+/// Kokoro pack name, a Kokoro blend), or the 422 that says why there is none.
+fn resolve_voice(voice: &str) -> Result<String, ApiError> {
+    match voices::resolve(voice) {
+        Ok(Some(resolved)) => Ok(resolved.id),
+        Ok(None) => Err(ApiError::unprocessable(
+            "unknown_voice",
+            format!(
+                "no voice {} in this workspace; GET /v1/voices lists them",
+                voices::resolve::shown(voice)
+            ),
+        )
+        .with_param("voiceId")),
+        Err(e) => Err(ApiError::unprocessable(e.code(), e.to_string()).with_param("voiceId")),
     }
 }
 

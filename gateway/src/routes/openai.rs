@@ -8,10 +8,13 @@
 //! Mapping (documented in docs/openai-speech.md):
 //! - `model`: `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts` (and its dated ids)
 //!   and our own `voiceprod-tts` all render with the same engine;
-//! - `voice`: OpenAI's names map to English presets ([`OPENAI_VOICES`]);
-//!   otherwise a preset id, a ready cloned voice id of the workspace, or a
-//!   preset name (case-insensitive, the first in catalog order); also as
-//!   `{"id": …}`, OpenAI's custom-voice form;
+//! - `voice`: OpenAI's names map to English Kokoro voices, their namesakes
+//!   where Kokoro has one ([`OPENAI_VOICES`]), or, on an installation
+//!   without the Kokoro packs, to the English presets they named before;
+//!   otherwise a preset id, a Kokoro pack name or blend
+//!   (`af_bella(2)+af_sky(1)`), a ready cloned voice id of the workspace,
+//!   or a preset name (case-insensitive; natural voices first, then
+//!   catalog order); also as `{"id": …}`, OpenAI's custom-voice form;
 //! - `response_format`: mp3 (default), opus (Ogg Opus), flac, wav, pcm
 //!   (s16le); aac is refused with 400. Audio is rendered at 24 kHz, OpenAI's
 //!   rate, so `pcm` reads the way OpenAI clients expect;
@@ -60,21 +63,23 @@ pub const MODELS: [&str; 5] = [
     "gpt-4o-mini-tts-2025-12-15",
     "voiceprod-tts",
 ];
-/// OpenAI's voice names and the English presets they speak with.
-pub const OPENAI_VOICES: [(&str, &str); 13] = [
-    ("alloy", "voice_8f2a1c"),   // Joe, en-US, the default (neural) voice
-    ("ash", "voice_734bbd"),     // Emil, en-US, steady male
-    ("ballad", "voice_67bc6d"),  // Carlos, en-GB, lively, expressive
-    ("coral", "voice_526f98"),   // Gaia, en-US, warm female
-    ("echo", "voice_a41d07"),    // Oliver, en-GB, unhurried male
-    ("fable", "voice_3e7147"),   // Aarav, en-GB RP, steady male
-    ("onyx", "voice_79d07b"),    // Pavel, en-US NYC, deep male
-    ("nova", "voice_3c71e9"),    // Harper, en-US, bright female
-    ("sage", "voice_49e40b"),    // Priya, en-US, gentle, unhurried
-    ("shimmer", "voice_a68be6"), // Lara, en-US, bright, brisk female
-    ("verse", "voice_da70e1"),   // Elias, en-US, lively, expressive
-    ("marin", "voice_c5cfd7"),   // Esme, en-GB, gentle female
-    ("cedar", "voice_211d1f"),   // Kai, en-US NYC, steady male
+/// OpenAI's voice names, the Kokoro pack each speaks with, and the preset
+/// it falls back to where the Kokoro packs are not installed (the mapping
+/// before Kokoro, so such an installation answers as it always did).
+pub const OPENAI_VOICES: [(&str, &str, &str); 13] = [
+    ("alloy", "af_alloy", "voice_8f2a1c"), // namesake; else Joe (Piper)
+    ("ash", "am_michael", "voice_734bbd"), // clear, steady male; else Emil
+    ("ballad", "bm_george", "voice_67bc6d"), // British, melodic male; else Carlos
+    ("coral", "af_bella", "voice_526f98"), // warm, lively female; else Gaia
+    ("echo", "am_echo", "voice_a41d07"),   // namesake; else Oliver
+    ("fable", "bm_fable", "voice_3e7147"), // namesake (British); else Aarav
+    ("onyx", "am_onyx", "voice_79d07b"),   // namesake (deep male); else Pavel
+    ("nova", "af_nova", "voice_3c71e9"),   // namesake; else Harper
+    ("sage", "af_sarah", "voice_49e40b"),  // calm, even female; else Priya
+    ("shimmer", "af_nicole", "voice_a68be6"), // soft, close female; else Lara
+    ("verse", "am_puck", "voice_da70e1"),  // expressive, playful male; else Elias
+    ("marin", "af_heart", "voice_c5cfd7"), // OpenAI's best: Kokoro's best (A); else Esme
+    ("cedar", "am_fenrir", "voice_211d1f"), // warm, grounded male; else Kai
 ];
 /// Re-read the row this often even when no event arrives (events lost in
 /// a reconnect), and much more often while the listener is down.
@@ -93,7 +98,8 @@ pub struct SpeechRequest {
     pub model: String,
     /// The text to speak.
     pub input: String,
-    /// An OpenAI voice name, a voice id or a preset name.
+    /// An OpenAI voice name, a voice id, a Kokoro pack name or blend
+    /// (`af_bella(2)+af_sky(1)`), or a preset name.
     pub voice: SpeechVoice,
     /// `mp3` (default), `opus`, `flac`, `wav`, `pcm`; `aac` is refused.
     #[serde(default)]
@@ -126,19 +132,35 @@ impl SpeechVoice {
 }
 
 /// The preset id an OpenAI voice name or a preset name stands for; any
-/// other string is returned as is (a voice id, checked later).
+/// other string is returned as is (a voice id, a Kokoro pack name or
+/// blend: the generation's checks resolve it).
 pub fn resolve_voice(voice: &str) -> String {
-    let lower = voice.to_ascii_lowercase();
-    if let Some((_, id)) = OPENAI_VOICES.iter().find(|(name, _)| *name == lower) {
-        return (*id).to_owned();
-    }
-    if voices::preset(voice).is_some() {
-        return voice.to_owned();
-    }
-    voices::presets()
-        .iter()
-        .find(|p| p.name.to_lowercase() == voice.to_lowercase())
-        .map_or_else(|| voice.to_owned(), |p| p.id.clone())
+    openai_voice(voice, voices::lookup).unwrap_or_else(|| {
+        if voices::lookup(voice).is_some() || voices::resolve::is_blend(voice) {
+            return voice.to_owned();
+        }
+        // Natural voices first, as `GET /v1/voices` lists them.
+        let named = |natural: bool| {
+            voices::presets().iter().find(|p| {
+                p.voice.engine().is_natural() == natural
+                    && p.name.to_lowercase() == voice.to_lowercase()
+            })
+        };
+        named(true)
+            .or_else(|| named(false))
+            .map_or_else(|| voice.to_owned(), |p| p.id.clone())
+    })
+}
+
+/// The preset id of OpenAI voice `name` (any case): its Kokoro voice if
+/// `lookup` finds the pack, else its fallback.
+fn openai_voice<'a>(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<&'a voices::Preset>,
+) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let (_, pack, fallback) = OPENAI_VOICES.iter().find(|(n, _, _)| *n == lower)?;
+    Some(lookup(pack).map_or_else(|| (*fallback).to_owned(), |p| p.id.clone()))
 }
 
 /// Our format for OpenAI's `response_format`.
@@ -223,7 +245,7 @@ impl SpeechRequest {
         (status = 400, description = "Malformed body, unknown model, response_format (`aac`), stream_format, speed outside 0.5–2.0", body = ErrorEnvelope),
         (status = 402, description = "Not enough credits left in this period, or over this key's limit", body = ErrorEnvelope),
         (status = 403, description = "The key lacks generations:write or the plan lacks API access", body = ErrorEnvelope),
-        (status = 422, description = "Empty or too long input, control characters, unknown voice", body = ErrorEnvelope),
+        (status = 422, description = "Empty or too long input, control characters, unknown voice (`unknown_voice`), a Kokoro blend that is malformed or not blendable (`invalid_voice_blend`, `invalid_voice_weight`, `too_many_voices`, `duplicate_voice`, `mixed_voice_languages`, `voice_not_blendable`)", body = ErrorEnvelope),
         (status = 429, description = "Rate limited, or too many generations processing", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 502, description = "The generation failed (`generation_failed`); its credits are refunded", body = ErrorEnvelope),
@@ -370,8 +392,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_openai_voice_is_an_english_preset() {
-        for (name, id) in OPENAI_VOICES {
+    fn without_the_kokoro_packs_every_openai_voice_is_its_former_english_preset() {
+        // This process's catalog was built without a Kokoro directory.
+        for (name, _, id) in OPENAI_VOICES {
             let preset = voices::preset(id).unwrap_or_else(|| panic!("{name} → {id} is no preset"));
             assert!(preset.language.starts_with("en"), "{name} → {id}");
             assert_eq!(resolve_voice(name), id);
@@ -380,10 +403,50 @@ mod tests {
     }
 
     #[test]
+    fn with_the_kokoro_packs_every_openai_voice_is_an_english_kokoro_voice() {
+        let kokoro = voices::kokoro::all_presets();
+        let lookup = |v: &str| {
+            kokoro.iter().find(|p| {
+                p.voice
+                    .kokoro
+                    .as_ref()
+                    .is_some_and(|k| k.packs[0].name == v)
+            })
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (name, pack, _) in OPENAI_VOICES {
+            let id = openai_voice(name, lookup).unwrap();
+            let preset = kokoro.iter().find(|p| p.id == id).unwrap();
+            assert!(preset.language.starts_with("en"), "{name} → {pack}");
+            assert!(seen.insert(pack), "{pack} twice");
+        }
+        let by = |name: &str| {
+            let id = openai_voice(name, lookup).unwrap();
+            kokoro.iter().find(|p| p.id == id).unwrap().name.clone()
+        };
+        // The namesakes.
+        for (openai, kokoro_name) in [
+            ("alloy", "Alloy"),
+            ("echo", "Echo"),
+            ("fable", "Fable"),
+            ("nova", "Nova"),
+            ("onyx", "Onyx"),
+        ] {
+            assert_eq!(by(openai), kokoro_name);
+            assert_eq!(by(&openai.to_uppercase()), kokoro_name);
+        }
+        assert_eq!(openai_voice("af_nova", lookup), None);
+    }
+
+    #[test]
     fn voices_resolve_by_id_and_by_name_and_pass_through_otherwise() {
         assert_eq!(resolve_voice("voice_3c71e9"), "voice_3c71e9");
         assert_eq!(resolve_voice("harper"), "voice_3c71e9");
         assert_eq!(resolve_voice("voice_nope"), "voice_nope");
+        assert_eq!(
+            resolve_voice("af_bella(2)+af_sky(1)"),
+            "af_bella(2)+af_sky(1)"
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `/v1/voices`: the preset catalog and this workspace's cloned voices.
 //!
-//! - `GET /v1/voices` (`voices:read`): presets in catalog order, then cloned
-//!   voices oldest first; filters `language` (a tag or its primary
-//!   language: `en` matches `en-GB`), `gender`, `type`, `engine`
-//!   (`espeak-ng` | `piper`, the voice object's `engine`); `limit` ≤ 100 and
-//!   `cursor` (the `nextCursor` of the previous page).
-//! - `GET /v1/voices/{id}` (`voices:read`).
+//! - `GET /v1/voices` (`voices:read`): natural (neural) presets first, then
+//!   the other presets, each in catalog order, then cloned voices oldest
+//!   first; filters `language` (a tag or its primary language: `en`
+//!   matches `en-GB`), `gender`, `type`, `engine` (`espeak-ng` | `piper` |
+//!   `kokoro`, the voice object's `engine`), `natural` (`true` | `false`);
+//!   `limit` ≤ 100 and `cursor` (the `nextCursor` of the previous page).
+//! - `GET /v1/voices/{id}` (`voices:read`); a Kokoro pack name (`af_nova`)
+//!   is an alias of its preset's id.
 //! - `POST /v1/voices` (`voices:write`): multipart `name`, one or more WAV
 //!   `samples` (≤ 10 MB each, ≤ 5 minutes in all), optional `language`,
 //!   `gender`, `description`. The samples are analysed at once (pitch
@@ -88,9 +90,12 @@ pub struct VoiceView {
     /// `female`, `male` or `neutral`.
     gender: Option<String>,
     description: Option<String>,
-    /// `espeak-ng` or `piper` (neural).
+    /// `espeak-ng`, `piper` or `kokoro` (the last two neural).
     #[schema(value_type = String, example = "piper")]
     engine: EngineKind,
+    /// Whether a neural engine renders it (Piper, Kokoro): a voice that
+    /// sounds like a person; espeak-ng voices and cloned voices are not.
+    natural: bool,
     /// Cloned voices: `ready`.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
@@ -114,6 +119,7 @@ impl From<&Preset> for VoiceView {
             gender: Some(p.gender.as_str().to_owned()),
             description: Some(p.description.clone()),
             engine: p.voice.engine(),
+            natural: p.voice.engine().is_natural(),
             status: None,
             created_at: None,
             analysis: None,
@@ -133,6 +139,7 @@ impl From<ClonedVoice> for VoiceView {
             description: v.description,
             // Cloned voices follow the speaker with espeak-ng parameters.
             engine: EngineKind::Espeak,
+            natural: false,
             status: Some(v.status),
             created_at: Some(v.created_at),
         }
@@ -168,8 +175,10 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     kind: Option<String>,
-    /// `espeak-ng` or `piper` (neural voices).
+    /// `espeak-ng`, `piper` or `kokoro`.
     engine: Option<String>,
+    /// `true`: only natural (neural) voices; `false`: only the others.
+    natural: Option<bool>,
     /// Items per page, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -177,7 +186,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// A page of voices: presets in catalog order, then cloned voices.
+/// A page of voices: natural presets, the other presets, cloned voices.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoicePage {
@@ -202,7 +211,7 @@ fn language_matches(filter: &str, language: &str) -> bool {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of voices", body = VoicePage),
-        (status = 400, description = "Unknown gender or type, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
+        (status = 400, description = "Unknown gender, type or engine, natural not true or false, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["voices:read"]))
 )]
@@ -235,7 +244,10 @@ async fn list(
         Some(e) => Some(EngineKind::parse(e).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_engine",
-                format!("engine {e:?} is not espeak-ng or piper"),
+                format!(
+                    "engine {} is not espeak-ng, piper or kokoro",
+                    voices::resolve::shown(e)
+                ),
             )
             .with_param("engine")
         })?),
@@ -254,7 +266,11 @@ async fn list(
     };
     let mut all: Vec<VoiceView> = Vec::new();
     if presets {
-        all.extend(voices::presets().iter().map(VoiceView::from));
+        // Natural voices first: what a customer should hear first.
+        let (natural, other): (Vec<&Preset>, Vec<&Preset>) = voices::presets()
+            .iter()
+            .partition(|p| p.voice.engine().is_natural());
+        all.extend(natural.into_iter().chain(other).map(VoiceView::from));
     }
     if cloned {
         let ws = principal.workspace_id.0;
@@ -277,6 +293,7 @@ async fn list(
                 .is_none_or(|g| v.gender.as_deref() == Some(g))
         })
         .filter(|v| engine.is_none_or(|e| v.engine == e))
+        .filter(|v| q.natural.is_none_or(|n| v.natural == n))
         .collect();
     let start = match &q.cursor {
         None => 0,
@@ -305,7 +322,7 @@ async fn list(
 }
 
 async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<VoiceView, ApiError> {
-    if let Some(p) = voices::preset(id) {
+    if let Some(p) = voices::lookup(id) {
         return Ok(p.into());
     }
     let id = id.to_owned();
@@ -358,7 +375,7 @@ async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require("voices:write")?;
-    if voices::preset(&path).is_some() {
+    if voices::lookup(&path).is_some() {
         return Err(ApiError::unprocessable(
             "preset_voice",
             "preset voices belong to the catalog and cannot be deleted",

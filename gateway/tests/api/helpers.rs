@@ -1,6 +1,8 @@
 //! `spawn_app()`: key-service and gateway in-process on port 0, a fresh
 //! database, a unique AMQP prefix, and a `scale` workspace with a key.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection};
@@ -34,12 +36,38 @@ pub struct TestApp {
 /// meet them; the limit tests use plans of their own (`plan`).
 pub fn settings() -> Settings {
     let mut s = shared::testing::test_settings().unwrap();
+    s.kokoro.dir = kokoro_packs().to_owned();
     s.plans.insert("tiny".into(), plan(Some(2), None, None));
     if let Some(scale) = s.plans.get_mut("scale") {
         scale.requests_per_second = Some(10_000);
         scale.max_in_flight = Some(10_000);
     }
     s
+}
+
+/// A Kokoro directory whose `voices/` holds a file of a pack's size for
+/// every `kokoro-js` pack name (sparse: no disk used). The gateway lists a
+/// Kokoro voice when its pack is there and never reads the pack, so its
+/// tests see the 41 Kokoro presets without `deploy/fetch-models`; the
+/// Japanese and Mandarin packs are there too, as in the real directory.
+pub fn kokoro_packs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        use shared::voices::kokoro::{LEFT_OUT, PACK_BYTES, PACKS};
+        let dir = std::env::temp_dir().join(format!(
+            "voiceprod-kokoro-packs-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let voices = dir.join("voices");
+        std::fs::create_dir_all(&voices).unwrap();
+        for name in PACKS.iter().map(|(n, _, _)| *n).chain(LEFT_OUT) {
+            std::fs::File::create(voices.join(format!("{name}.bin")))
+                .unwrap()
+                .set_len(PACK_BYTES)
+                .unwrap();
+        }
+        dir
+    })
 }
 
 /// An API plan with this allowance and limits (`None`: unlimited).

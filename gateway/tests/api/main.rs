@@ -12,6 +12,7 @@ mod generations;
 mod helpers;
 mod idempotency;
 mod keys;
+mod kokoro;
 mod limits;
 mod listing;
 mod observability;

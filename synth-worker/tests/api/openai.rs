@@ -49,7 +49,11 @@ async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
         .await
         .unwrap();
     assert_eq!(got["status"], "completed");
-    assert_eq!(got["voiceId"], "voice_8f2a1c");
+    // alloy is Kokoro's Alloy where its pack is installed, else Joe.
+    assert_eq!(
+        got["voiceId"],
+        gateway::routes::openai::resolve_voice("alloy").as_str()
+    );
     assert_eq!(got["format"], "wav");
     let listed: Value = stack.get("/v1/generations").await.json().await.unwrap();
     assert_eq!(listed["data"][0]["id"], id.as_str());
