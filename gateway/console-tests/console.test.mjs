@@ -147,6 +147,18 @@ test("a pasted key opens the workspace and stays in session storage only", async
 
 test("the playground generates speech that plays in the page", async () => {
   await page.waitForFunction(() => document.querySelectorAll("#voice option").length >= 300);
+  // Natural (neural) voices come first, and are marked.
+  const natural = await page.evaluate(() =>
+    [...document.querySelectorAll("#voice option")].map((o) => ({ natural: o.dataset.natural === "true", text: o.textContent })),
+  );
+  const firstOther = natural.findIndex((o) => !o.natural);
+  assert.ok(firstOther > 0, "no natural voice listed first");
+  assert.ok(natural.slice(firstOther).every((o) => !o.natural), "a natural voice after the others");
+  assert.ok(natural.slice(0, firstOther).every((o) => o.text.includes("◆ natural")), "an unmarked natural voice");
+  await page.check("#voice-natural");
+  await page.waitForFunction(() => [...document.querySelectorAll("#voice option")].every((o) => o.dataset.natural === "true"));
+  await page.uncheck("#voice-natural");
+  await page.waitForFunction(() => document.querySelectorAll("#voice option").length >= 300);
   // The search filters the list.
   await page.fill("#voice-search", "en-GB");
   await page.waitForFunction(() => {

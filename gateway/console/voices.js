@@ -18,9 +18,14 @@ export function resetVoices() {
   cache = null;
 }
 
-/** Neural voices are the ones Piper speaks; the field may be absent. */
-export function isNeural(voice) {
-  return voice && voice.engine === "piper";
+/** Natural voices are the neural ones (Piper, Kokoro): the API's `natural`. */
+export function isNatural(voice) {
+  return Boolean(voice && (voice.natural ?? (voice.engine === "piper" || voice.engine === "kokoro")));
+}
+
+/** Natural voices first, each group in the API's order. */
+export function naturalFirst(voices) {
+  return [...voices.filter(isNatural), ...voices.filter((v) => !isNatural(v))];
 }
 
 export function voiceName(voices, id) {
@@ -37,7 +42,7 @@ export function languages(voices) {
 export function matches(voice, text) {
   const q = text.trim().toLowerCase();
   if (!q) return true;
-  const hay = [voice.name, voice.language, voice.gender, voice.description, voice.id, isNeural(voice) ? "neural" : ""]
+  const hay = [voice.name, voice.language, voice.gender, voice.description, voice.id, voice.engine, isNatural(voice) ? "natural neural" : ""]
     .filter(Boolean)
     .join(" ")
     .toLowerCase();

@@ -3,7 +3,7 @@
 
 import { ApiError, audioUrl, del, get } from "../api.js";
 import { badge, busy, confirmDanger, download, empty, h, loading, mount, notify, num, seconds, showError, table, when } from "../ui.js";
-import { isNeural, loadVoices, voiceName } from "../voices.js";
+import { isNatural, loadVoices, voiceName } from "../voices.js";
 
 const STATUS_KIND = { completed: "good", processing: "warn", failed: "bad" };
 
@@ -57,7 +57,7 @@ export async function render(root) {
             label: "Voice",
             cell: (g) => {
               const v = voices.find((x) => x.id === g.voiceId);
-              return [voiceName(voices, g.voiceId), isNeural(v) ? [" ", badge("neural", "neural")] : null];
+              return [voiceName(voices, g.voiceId), isNatural(v) ? [" ", badge("natural", "neural")] : null];
             },
           },
           { label: "Format", cell: (g) => g.format },

@@ -1,9 +1,9 @@
-// Playground: text, a voice (searchable; neural marked), format and speed;
+// Playground: text, a voice (searchable; natural voices first and marked), format and speed;
 // generate (202, then poll), play in the page, download, credits charged.
 
 import { ApiError, audioUrl, get, request, withRetry } from "../api.js";
 import { badge, busy, download, h, mount, num, seconds, showError } from "../ui.js";
-import { isNeural, languages, loadVoices, matches } from "../voices.js";
+import { isNatural, languages, loadVoices, matches, naturalFirst } from "../voices.js";
 
 const DEFAULT_VOICE = "voice_8f2a1c";
 const SAMPLE = "Welcome to Voice Production AI. Let's build something that speaks.";
@@ -46,7 +46,7 @@ export async function render(root) {
     h("option", { value: "" }, "Any gender"),
     ["female", "male", "neutral"].map((g) => h("option", { value: g }, g)),
   );
-  const neuralOnly = h("input", { id: "voice-neural", type: "checkbox" });
+  const naturalOnly = h("input", { id: "voice-natural", type: "checkbox" });
   const list = h("select", { id: "voice", size: 9, "aria-label": "Voice", required: true });
   const voiceInfo = h("div.voice-info", { id: "voice-info" });
   const voiceCount = h("span.hint");
@@ -71,7 +71,7 @@ export async function render(root) {
       text,
       h("div.row.between", count, h("button.link", { type: "button", onclick: () => ((text.value = ""), updateCount(), text.focus()) }, "Clear")),
       h("h2", "Voice"),
-      h("div.filters", search, language, gender, h("label.check", neuralOnly, "Neural only")),
+      h("div.filters", search, language, gender, h("label.check", naturalOnly, "Natural only")),
       list,
       h("div.row.between", voiceInfo, voiceCount),
     ),
@@ -99,15 +99,15 @@ export async function render(root) {
         matches(v, search.value) &&
         (!language.value || v.language === language.value) &&
         (!gender.value || v.gender === gender.value) &&
-        (!neuralOnly.checked || isNeural(v)),
+        (!naturalOnly.checked || isNatural(v)),
     );
     mount(
       list,
       shown.map((v) =>
         h(
           "option",
-          { value: v.id, title: v.description || "" },
-          `${v.name} — ${v.language}${v.gender ? ` · ${v.gender}` : ""}${v.type === "cloned" ? " · cloned" : ""}${isNeural(v) ? "  ◆ neural" : ""}`,
+          { value: v.id, title: v.description || "", "data-natural": String(isNatural(v)) },
+          `${v.name} — ${v.language}${v.gender ? ` · ${v.gender}` : ""}${v.type === "cloned" ? " · cloned" : ""}${isNatural(v) ? `  ◆ natural (${v.engine})` : ""}`,
         ),
       ),
     );
@@ -121,15 +121,15 @@ export async function render(root) {
     mount(
       voiceInfo,
       v
-        ? [h("strong", v.name), " ", isNeural(v) ? badge("neural", "neural") : null, " ", h("span.hint", v.description || v.id)]
+        ? [h("strong", v.name), " ", isNatural(v) ? badge("natural", "neural") : null, " ", h("span.hint", v.description || v.id)]
         : h("span.hint", voices.length ? "No voice matches the filters." : ""),
     );
   };
-  for (const el of [search, language, gender, neuralOnly]) el.addEventListener("input", fill);
+  for (const el of [search, language, gender, naturalOnly]) el.addEventListener("input", fill);
   list.addEventListener("change", describe);
 
   try {
-    voices = await loadVoices();
+    voices = naturalFirst(await loadVoices());
     mount(language, h("option", { value: "" }, "All languages"), languages(voices).map((l) => h("option", { value: l }, l)));
     fill();
     if (voices.some((v) => v.id === DEFAULT_VOICE)) {
