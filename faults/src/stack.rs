@@ -205,7 +205,8 @@ impl Stack {
             (
                 "VOICEPROD__PIPER__ONNXRUNTIME",
                 models_dir()
-                    .join("onnxruntime/libonnxruntime.so.1.32.0")
+                    .join("onnxruntime")
+                    .join(shared::settings::ONNXRUNTIME_LIB)
                     .display()
                     .to_string(),
             ),

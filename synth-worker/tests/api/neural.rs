@@ -94,7 +94,7 @@ async fn a_worker_without_the_default_model_refuses_to_start_and_names_the_fetch
     assert!(message.contains(&empty.display().to_string()), "{message}");
 
     let mut s = tokio::task::spawn_blocking(|| settings(1)).await.unwrap();
-    s.piper.onnxruntime = empty.join("libonnxruntime.so.1.32.0");
+    s.piper.onnxruntime = empty.join(shared::settings::ONNXRUNTIME_LIB);
     let message = format!(
         "{:#}",
         WorkerCtx::build(&s).await.err().expect("no runtime")
