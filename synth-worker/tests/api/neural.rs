@@ -7,8 +7,9 @@ use shared::formats::AudioFormat;
 use shared::voices;
 use synth_worker::WorkerCtx;
 use synth_worker::engine::Espeak;
-use synth_worker::engine::piper::{ModelConfig, clauses, sentence_phonemes, sentences};
+use synth_worker::engine::piper::{ModelConfig, clauses, sentence_phonemes};
 use synth_worker::render;
+use synth_worker::text::sentences;
 
 use crate::helpers::*;
 
