@@ -4,11 +4,13 @@
 //! serves audio (with the key, or through a signed expiring URL), and
 //! registers webhook endpoints.
 
+pub mod audio;
 pub mod auth;
 pub mod auth_limit;
 pub mod busy;
 pub mod completions;
 pub mod domain;
+pub mod generations;
 pub mod idempotency;
 pub mod key_service;
 pub mod keys_listener;

@@ -13,7 +13,7 @@ use shared::db::DbError;
 use shared::ids::GenerationId;
 use shared::models::Generation;
 
-use crate::routes::generations::publish_job;
+use crate::generations::publish_job;
 use crate::startup::State;
 
 const BATCH: i64 = 500;

@@ -15,8 +15,8 @@ use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{GenerationId, WorkspaceId};
 use shared::models::Generation;
 
+use crate::audio::stored_audio;
 use crate::auth::Principal;
-use crate::routes::generations::stored_audio;
 use crate::startup::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {

@@ -139,23 +139,6 @@ impl From<ClonedVoice> for VoiceView {
     }
 }
 
-/// Whether `id` is a ready cloned voice of `workspace` (for generations).
-pub async fn is_usable_cloned_voice(
-    state: &State,
-    workspace: WorkspaceId,
-    id: &str,
-) -> Result<bool, ApiError> {
-    if !cloned::is_cloned_id(id) {
-        return Ok(false);
-    }
-    let id = id.to_owned();
-    let found = state
-        .db
-        .run(move |c| ClonedVoice::find_in_workspace(c, workspace.0, &id).map_err(DbError::from))
-        .await?;
-    Ok(found.is_some_and(|v| v.status == "ready"))
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
