@@ -16,6 +16,7 @@ pub mod key_service;
 pub mod keys_listener;
 pub mod last_used;
 pub mod openapi;
+pub mod pagination;
 pub mod published;
 pub mod rate_limit;
 pub mod routes;

@@ -26,12 +26,8 @@ use crate::auth::Principal;
 use crate::domain::generation_request::CreateGeneration;
 use crate::generations::{Accepted, CREDITS_HEADER, accept, is_usable_cloned_voice};
 use crate::idempotency::Idempotency;
-use crate::routes::webhooks::views::PageView;
+use crate::pagination::{Page, PageView, bad_cursor};
 use crate::startup::State;
-
-/// Items per page when `limit` is not given, and at most.
-const DEFAULT_PAGE: i64 = 20;
-const MAX_PAGE: i64 = 100;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.post("/v1/generations", create)
@@ -183,16 +179,8 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:read")?;
     let q = query.into_inner();
-    let limit = match q.limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => n,
-        n => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!("limit must be between 1 and {MAX_PAGE}, not {n}"),
-            )
-            .with_param("limit"));
-        }
-    };
+    let page = Page::parse(q.limit, q.cursor, GenerationId::parse)?;
+    let (limit, after) = (page.limit, page.after);
     let status = q
         .status
         .map(|s| {
@@ -204,17 +192,6 @@ async fn list(
                 .with_param("status")
             })
         })
-        .transpose()?;
-    let bad_cursor = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "cursor is not one this list returned as nextCursor",
-        )
-        .with_param("cursor")
-    };
-    let after = q
-        .cursor
-        .map(|c| GenerationId::parse(&c).ok_or_else(bad_cursor))
         .transpose()?;
     let workspace = principal.workspace_id.0;
     let rows = state

@@ -1,4 +1,5 @@
-//! `GET /v1/generations` (pages, status filter) and `DELETE /v1/generations/{id}`.
+//! `GET /v1/generations` (pages, status filter), `DELETE /v1/generations/{id}`,
+//! and the page parameters every list shares.
 
 use diesel::prelude::*;
 use object_store::ObjectStoreExt;
@@ -165,4 +166,45 @@ async fn delete_refuses_a_processing_generation_and_another_workspaces_one() {
     assert_error(delete(other).await, 404, "not_found").await;
     let reader = key_with_scopes(&app, &["generations:read"]);
     assert_error(delete(reader).await, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn every_list_reads_limit_and_cursor_alike() {
+    let app = spawn_app().await;
+    let hook: Value = app
+        .client
+        .post(format!("{}/v1/webhooks", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"url": "https://example.com/a", "events": ["generation.completed"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lists = [
+        "/v1/generations".to_owned(),
+        "/v1/voices".to_owned(),
+        "/v1/webhooks".to_owned(),
+        format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
+    ];
+    for list in &lists {
+        for (query, param, code) in [
+            ("limit=0", "limit", "invalid_parameter"),
+            ("limit=101", "limit", "invalid_parameter"),
+            ("cursor=nonsense", "cursor", "invalid_cursor"),
+        ] {
+            let response = app.get(&format!("{list}?{query}")).await;
+            assert_eq!(response.status().as_u16(), 400, "{list}?{query}");
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["code"], code, "{list}?{query}: {error}");
+            assert_eq!(error["error"]["param"], param, "{list}?{query}: {error}");
+        }
+    }
+    // The default page is 20 items everywhere (the catalog has hundreds).
+    let voices: Value = app.get("/v1/voices").await.json().await.unwrap();
+    assert_eq!(voices["data"].as_array().unwrap().len(), 20, "{voices}");
+    assert_eq!(voices["hasMore"], true);
+    let last = voices["data"][19]["id"].as_str().unwrap();
+    assert_eq!(voices["nextCursor"], last);
 }
