@@ -165,7 +165,7 @@ async fn dispatchers(replicas: usize) -> anyhow::Result<f64> {
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
     for app in running {
-        stops.push(app.stop_token());
+        stops.push(app.shutdown_token());
         tasks.push(tokio::spawn(app.run_until_stopped()));
     }
     loop {
@@ -207,7 +207,7 @@ async fn dispatchers(replicas: usize) -> anyhow::Result<f64> {
 /// dispatcher's concurrency, to a receiver like the one deliveries go to.
 async fn baseline() -> anyhow::Result<f64> {
     let settings = settings().await?;
-    let ctx = webhook_dispatcher::Context::new(&settings)?;
+    let ctx = webhook_dispatcher::State::new(&settings)?;
     let receiver = Receiver::start().await;
     let event = completed_event(Uuid::now_v7());
     let secret = shared::signing::generate_webhook_secret();

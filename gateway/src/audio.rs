@@ -17,7 +17,7 @@ use shared::ids::GenerationId;
 use shared::models::{Generation, GenerationStatus};
 use shared::signing;
 
-use crate::startup::State;
+use crate::state::State;
 
 /// The storage key and format of a completed generation.
 pub fn stored_audio(g: &Generation) -> Result<(object_store::path::Path, AudioFormat), ApiError> {

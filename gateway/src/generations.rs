@@ -29,7 +29,7 @@ use crate::auth::Principal;
 use crate::domain::generation_request::ValidGeneration;
 use crate::idempotency::Claim;
 use crate::rate_limit::RateLimitInfo;
-use crate::startup::State;
+use crate::state::State;
 
 /// The cost of an accepted generation, in credits (also in the body).
 pub const CREDITS_HEADER: &str = "x-credits-charged";

@@ -21,6 +21,7 @@ pub mod published;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod sweeper;
 
 pub use startup::Application;

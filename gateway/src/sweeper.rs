@@ -14,7 +14,7 @@ use shared::ids::GenerationId;
 use shared::models::Generation;
 
 use crate::generations::publish_job;
-use crate::startup::State;
+use crate::state::State;
 
 const BATCH: i64 = 500;
 

@@ -17,7 +17,7 @@ use shared::models::Generation;
 
 use crate::audio::stored_audio;
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.get("/v1/generations/{id}/alignment", get);

@@ -15,7 +15,7 @@ use shared::models::Generation;
 use shared::signing::{self, AudioUrlCheck};
 
 use crate::audio::audio_response;
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.get("/v1/audio/{id}", signed);

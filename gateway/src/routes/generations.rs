@@ -27,7 +27,7 @@ use crate::domain::generation_request::CreateGeneration;
 use crate::generations::{Accepted, CREDITS_HEADER, accept, is_usable_cloned_voice};
 use crate::idempotency::Idempotency;
 use crate::pagination::{Page, PageView, bad_cursor};
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.post("/v1/generations", create)

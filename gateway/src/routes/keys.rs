@@ -24,7 +24,7 @@ use shared::keys_api::{
 use shared::models::usage;
 
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.post("/v1/keys", create)

@@ -44,7 +44,7 @@ use crate::auth::Principal;
 use crate::completions::announced;
 use crate::domain::generation_request::CreateGeneration;
 use crate::generations::{CREDITS_HEADER, accept, is_usable_cloned_voice};
-use crate::startup::State;
+use crate::state::State;
 
 /// The generation an answer is about (success or not).
 pub const GENERATION_HEADER: &str = "x-generation-id";

@@ -54,7 +54,7 @@ use shared::voices::{self, EngineKind, Gender, Preset};
 
 use crate::auth::Principal;
 use crate::pagination::{self, PageView};
-use crate::startup::State;
+use crate::state::State;
 
 /// Samples of one request together, at most (5 minutes of 48 kHz stereo
 /// 16-bit is ~58 MB).

@@ -149,7 +149,7 @@ async fn spawn_dispatcher(
     let dispatcher = webhook_dispatcher::Application::build(settings)
         .await
         .unwrap();
-    let stop = dispatcher.stop_token();
+    let stop = dispatcher.shutdown_token();
     tokio::spawn(dispatcher.run_until_stopped());
     stop
 }

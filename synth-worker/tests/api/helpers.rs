@@ -14,7 +14,7 @@ use shared::ids::GenerationId;
 use shared::messages::{EventMessage, JobMessage};
 use shared::models::{Generation, NewGeneration, NewWorkspace, Workspace};
 use shared::settings::Settings;
-use synth_worker::WorkerCtx;
+use synth_worker::State;
 use uuid::Uuid;
 
 pub const SEED: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
@@ -32,9 +32,9 @@ pub fn settings(engines: usize) -> Settings {
     s
 }
 
-pub async fn ctx() -> (Settings, WorkerCtx) {
+pub async fn ctx() -> (Settings, State) {
     let s = tokio::task::spawn_blocking(|| settings(1)).await.unwrap();
-    let ctx = WorkerCtx::build(&s).await.expect("worker context");
+    let ctx = State::build(&s).await.expect("worker context");
     (s, ctx)
 }
 
@@ -184,7 +184,7 @@ impl EventTap {
 
 /// Publishes a marker after which nothing else may have been published:
 /// reading up to it proves the absence of an event without waiting.
-pub async fn publish_sentinel(ctx: &WorkerCtx) -> String {
+pub async fn publish_sentinel(ctx: &State) -> String {
     let marker = Uuid::new_v4().to_string();
     let exchange = ctx.broker.topology().events_exchange();
     ctx.publisher

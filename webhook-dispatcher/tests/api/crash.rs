@@ -43,7 +43,7 @@ async fn dispatcher_killed_mid_delivery_loses_nothing() {
     let ws = env.workspace().await;
     env.endpoint(ws, "/hooks", &["generation.completed"]).await;
     let e = event(ws, EventType::GenerationCompleted, serde_json::json!({}));
-    let first = env.context();
+    let first = env.state();
     assert_eq!(fan_out(&first, e.clone()).await.unwrap(), 1);
     let crashing = tokio::spawn(webhook_dispatcher::delivery::run(
         first,

@@ -81,13 +81,13 @@ impl TestEnv {
     pub async fn spawn_app(&self) -> RunningApp {
         let app = Application::build(self.settings.clone()).await.unwrap();
         let port = app.port();
-        let stop = app.stop_token();
+        let stop = app.shutdown_token();
         let task = tokio::spawn(app.run_until_stopped());
         RunningApp { port, stop, task }
     }
 
-    pub fn context(&self) -> webhook_dispatcher::Context {
-        webhook_dispatcher::Context::new(&self.settings).unwrap()
+    pub fn state(&self) -> webhook_dispatcher::State {
+        webhook_dispatcher::State::new(&self.settings).unwrap()
     }
 
     pub async fn workspace(&self) -> WorkspaceId {

@@ -15,7 +15,7 @@ use super::views::DeliveryView;
 use crate::auth::Principal;
 use crate::domain::webhook_request::DeliveryPageQuery;
 use crate::pagination::PageView;
-use crate::startup::State;
+use crate::state::State;
 
 /// The deliveries of this endpoint, newest first, each with its attempts.
 #[utoipa::path(

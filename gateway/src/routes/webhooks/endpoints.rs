@@ -18,7 +18,7 @@ use super::{check_target, endpoint_id, not_found};
 use crate::auth::Principal;
 use crate::domain::webhook_request::{CreateWebhook, EndpointPageQuery, UpdateWebhook};
 use crate::pagination::PageView;
-use crate::startup::State;
+use crate::state::State;
 
 /// After a rotation the previous secret keeps signing this long (docs/webhooks.md).
 pub const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
