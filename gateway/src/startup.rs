@@ -151,21 +151,16 @@ impl Application {
         let published = tokio::spawn(async move {
             state.published.run(state.db.clone(), background).await;
         });
-        let handle = self.server.handle();
-        let token = self.shutdown.clone();
-        tokio::spawn(async move {
-            token.cancelled().await;
-            handle.stop(true).await;
-        });
-        self.server.await?;
-        self.shutdown.cancel();
+        let server = shared::server::spawn(self.server, self.shutdown.clone());
+        self.shutdown.cancelled().await;
+        let served = server.stop().await;
         let _ = sweeper.await;
         let _ = listener.await;
         let _ = completions.await;
         let _ = last_used.await;
         let _ = published.await;
         self.state.publisher.broker().close().await;
-        Ok(())
+        served
     }
 }
 

@@ -79,14 +79,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let token = self.shutdown.clone();
-        tokio::spawn(async move {
-            token.cancelled().await;
-            handle.stop(true).await;
-        });
-        self.server.await?;
-        Ok(())
+        let server = shared::server::spawn(self.server, self.shutdown.clone());
+        self.shutdown.cancelled().await;
+        server.stop().await
     }
 }
 

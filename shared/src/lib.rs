@@ -13,6 +13,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod schema;
+pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod ssml;

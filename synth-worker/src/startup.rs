@@ -95,8 +95,7 @@ impl Application {
             shutdown,
             ..
         } = self;
-        let handle = server.handle();
-        let mut server = tokio::spawn(server);
+        let server = shared::server::spawn(server, shutdown.clone());
         let consumer = tokio::spawn(crate::consumer::run(
             state.clone(),
             prefetch,
@@ -109,31 +108,16 @@ impl Application {
             relay_grace,
             shutdown.clone(),
         ));
-        let served = tokio::select! {
-            _ = shutdown.cancelled() => None,
-            result = &mut server => {
-                // The server stopped by itself: take everything down with it.
-                shutdown.cancel();
-                Some(result)
-            }
-        };
+        shutdown.cancelled().await;
         tracing::info!("synth-worker stopping: finishing jobs in flight");
         consumer.await.context("The consumer task failed")?;
         relay.await.context("The event relay task failed")?;
         state.engines.shutdown().await;
         state.neural.shutdown().await;
-        let served = match served {
-            Some(result) => result,
-            None => {
-                handle.stop(true).await;
-                server.await
-            }
-        };
+        let served = server.stop().await;
         state.broker.close().await;
         tracing::info!("synth-worker stopped");
         served
-            .context("The health server task failed")?
-            .context("The health server failed")
     }
 }
 

@@ -89,9 +89,7 @@ impl Application {
             ..
         } = self;
         let broker = state.broker.clone();
-        let server_handle = server.handle();
-        let mut server = tokio::spawn(server);
-
+        let server = shared::server::spawn(server, shutdown.clone());
         let queue = broker.topology().webhooks_queue();
         let handler_state = state.clone();
         let consumer = tokio::spawn(run_consumer(
@@ -105,27 +103,13 @@ impl Application {
             },
         ));
         let delivery = tokio::spawn(delivery::run(state, shutdown.clone()));
-
-        let server_result = tokio::select! {
-            _ = shutdown.cancelled() => None,
-            r = &mut server => {
-                // The health server died: take everything down with it.
-                shutdown.cancel();
-                Some(r)
-            }
-        };
+        shutdown.cancelled().await;
         tracing::info!("shutting down");
         consumer.await.context("The event consumer panicked")?;
         delivery.await.context("The delivery loop panicked")?;
-        server_handle.stop(true).await;
-        let server_result = match server_result {
-            Some(r) => r,
-            None => server.await,
-        };
+        let served = server.stop().await;
         broker.close().await;
-        server_result
-            .context("The health server panicked")?
-            .context("The health server failed")
+        served
     }
 }
 
