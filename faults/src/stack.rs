@@ -200,11 +200,11 @@ impl Stack {
             // put in the repository's .cache (or VOICEPROD_MODELS_DIR).
             (
                 "VOICEPROD__PIPER__VOICES_DIR",
-                models_dir().join("voices").display().to_string(),
+                testkit::models_dir().join("voices").display().to_string(),
             ),
             (
                 "VOICEPROD__PIPER__ONNXRUNTIME",
-                models_dir()
+                testkit::models_dir()
                     .join("onnxruntime")
                     .join(shared::settings::ONNXRUNTIME_LIB)
                     .display()
@@ -498,13 +498,5 @@ pub fn alive(pid: u32) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
-    }
-}
-
-/// Where `deploy/fetch-models` put the neural voice and ONNX Runtime.
-fn models_dir() -> std::path::PathBuf {
-    match std::env::var_os("VOICEPROD_MODELS_DIR") {
-        Some(dir) => dir.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
     }
 }

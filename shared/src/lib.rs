@@ -21,8 +21,6 @@ pub mod storage;
 pub mod targets;
 pub mod tasks;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod time;
 pub mod trace;
 pub mod voices;

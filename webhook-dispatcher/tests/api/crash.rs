@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use shared::db::DbError;
 use shared::messages::EventType;
 use shared::schema::webhook_attempts as a;
-use shared::testing::receiver::{Receiver, Reply};
+use testkit::receiver::{Receiver, Reply};
 use tokio_util::sync::CancellationToken;
 use webhook_dispatcher::consumer::fan_out;
 
