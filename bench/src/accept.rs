@@ -86,8 +86,8 @@ pub async fn run() -> anyhow::Result<()> {
         Arc::new(move |c: &reqwest::Client| c.get(&url))
     };
     let vars = [
-        ("ws", stack.workspace_id.to_string()),
-        ("key", stack.key_id.to_string()),
+        ("ws", stack.workspace_id.0.to_string()),
+        ("key", stack.key_id.0.to_string()),
         ("text", TEXT.to_owned()),
         ("voice", VOICE.to_owned()),
         ("credits", "100".to_owned()),

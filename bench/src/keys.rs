@@ -14,7 +14,7 @@ const UNCACHED_ROUNDS: usize = 2_000;
 const REVOCATIONS: usize = 30;
 
 pub async fn run() -> anyhow::Result<()> {
-    let mut settings = shared::testing::test_settings()?;
+    let mut settings = testkit::test_settings()?;
     let keys = key_service::Application::build(settings.clone()).await?;
     settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
     tokio::spawn(keys.run_until_stopped());

@@ -53,7 +53,11 @@ fn plan(text: &str) -> anyhow::Result<Plan> {
 
 async fn pool(processes: usize, threads: usize) -> anyhow::Result<EnginePool> {
     let args = EngineArgs {
-        onnxruntime: Some(models().join("onnxruntime/libonnxruntime.so.1.32.0")),
+        onnxruntime: Some(
+            models()
+                .join("onnxruntime")
+                .join(shared::settings::ONNXRUNTIME_LIB),
+        ),
         threads,
     };
     Ok(EnginePool::start_with_args(std::env::current_exe()?, args.to_args(), processes).await?)

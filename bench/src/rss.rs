@@ -241,7 +241,7 @@ async fn measure(bin: &Path, env: &[(String, String)], services: &[Service]) -> 
         .as_str()
         .context("no apiKey from bootstrap")?
         .to_owned();
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let gateway = format!("http://127.0.0.1:{}", services[1].port);
     let r = client
         .post(format!("{gateway}/v1/webhooks"))

@@ -23,7 +23,7 @@ use shared::ids::{GenerationId, MessageId, WorkspaceId};
 use shared::messages::{Event, EventType};
 use shared::models::{NewWebhookEndpoint, NewWorkspace, WebhookEndpoint, Workspace};
 use shared::settings::Settings;
-use shared::testing::receiver::Receiver;
+use testkit::receiver::Receiver;
 use uuid::Uuid;
 
 use crate::report;
@@ -44,7 +44,7 @@ pub async fn run() -> anyhow::Result<()> {
     let d = &settings.dispatcher;
     let body = format!(
         "{DELIVERIES} due deliveries per run to one endpoint on a local receiver answering 204 \
-         (`shared::testing::receiver`, one actix worker); dispatcher defaults \
+         (`testkit::receiver`, one actix worker); dispatcher defaults \
          (`batch_size` {}, `concurrency` {} per dispatcher, lease {} ms); every delivery is \
          claimed under lease, rendered with a freshly signed `audioUrl`, signed, POSTed and \
          recorded with its attempt-log row (group commit). The baseline is plain POSTs of a signed body of \
@@ -77,7 +77,7 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 async fn settings() -> anyhow::Result<Settings> {
-    tokio::task::spawn_blocking(shared::testing::test_settings)
+    tokio::task::spawn_blocking(testkit::test_settings)
         .await
         .context("Failed to create a database")?
 }
@@ -165,7 +165,7 @@ async fn dispatchers(replicas: usize) -> anyhow::Result<f64> {
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
     for app in running {
-        stops.push(app.stop_token());
+        stops.push(app.shutdown_token());
         tasks.push(tokio::spawn(app.run_until_stopped()));
     }
     loop {
@@ -207,7 +207,7 @@ async fn dispatchers(replicas: usize) -> anyhow::Result<f64> {
 /// dispatcher's concurrency, to a receiver like the one deliveries go to.
 async fn baseline() -> anyhow::Result<f64> {
     let settings = settings().await?;
-    let ctx = webhook_dispatcher::Context::new(&settings)?;
+    let ctx = webhook_dispatcher::State::new(&settings)?;
     let receiver = Receiver::start().await;
     let event = completed_event(Uuid::now_v7());
     let secret = shared::signing::generate_webhook_secret();

@@ -200,12 +200,13 @@ impl Stack {
             // put in the repository's .cache (or VOICEPROD_MODELS_DIR).
             (
                 "VOICEPROD__PIPER__VOICES_DIR",
-                models_dir().join("voices").display().to_string(),
+                testkit::models_dir().join("voices").display().to_string(),
             ),
             (
                 "VOICEPROD__PIPER__ONNXRUNTIME",
-                models_dir()
-                    .join("onnxruntime/libonnxruntime.so.1.32.0")
+                testkit::models_dir()
+                    .join("onnxruntime")
+                    .join(shared::settings::ONNXRUNTIME_LIB)
                     .display()
                     .to_string(),
             ),
@@ -497,13 +498,5 @@ pub fn alive(pid: u32) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
-    }
-}
-
-/// Where `deploy/fetch-models` put the neural voice and ONNX Runtime.
-fn models_dir() -> std::path::PathBuf {
-    match std::env::var_os("VOICEPROD_MODELS_DIR") {
-        Some(dir) => dir.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
     }
 }

@@ -38,7 +38,7 @@ use shared::metrics::Metrics;
 use shared::settings::Plan;
 
 use crate::key_service::KeyServiceClient;
-use crate::startup::State;
+use crate::state::State;
 
 /// Verifications retried when invalidations keep arriving meanwhile.
 const MAX_VERIFY_ROUNDS: usize = 3;

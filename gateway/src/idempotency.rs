@@ -43,7 +43,7 @@ use shared::http::ApiError;
 use shared::models::idempotency::{self, ClaimOutcome};
 
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::state::State;
 
 pub const HEADER: &str = "idempotency-key";
 /// Answer header of a stored response returned again.

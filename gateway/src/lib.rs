@@ -4,20 +4,24 @@
 //! serves audio (with the key, or through a signed expiring URL), and
 //! registers webhook endpoints.
 
+pub mod audio;
 pub mod auth;
 pub mod auth_limit;
 pub mod busy;
 pub mod completions;
 pub mod domain;
+pub mod generations;
 pub mod idempotency;
 pub mod key_service;
 pub mod keys_listener;
 pub mod last_used;
 pub mod openapi;
+pub mod pagination;
 pub mod published;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod sweeper;
 
 pub use startup::Application;

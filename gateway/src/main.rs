@@ -11,11 +11,6 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init(&settings.telemetry);
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "gateway listening");
-    let signal = shared::telemetry::shutdown_token();
-    let token = app.shutdown_token();
-    tokio::spawn(async move {
-        signal.cancelled().await;
-        token.cancel();
-    });
+    shared::telemetry::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

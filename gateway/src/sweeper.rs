@@ -13,8 +13,8 @@ use shared::db::DbError;
 use shared::ids::GenerationId;
 use shared::models::Generation;
 
-use crate::routes::generations::publish_job;
-use crate::startup::State;
+use crate::generations::publish_job;
+use crate::state::State;
 
 const BATCH: i64 = 500;
 

@@ -7,5 +7,6 @@ pub mod delegation;
 pub mod keys;
 pub mod routes;
 pub mod startup;
+pub mod state;
 
 pub use startup::Application;

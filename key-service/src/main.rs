@@ -38,12 +38,7 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let app = Application::build(settings).await?;
             tracing::info!(port = app.port(), "key-service listening");
-            let token = shared::telemetry::shutdown_token();
-            let app_token = app.shutdown_token();
-            tokio::spawn(async move {
-                token.cancelled().await;
-                app_token.cancel();
-            });
+            shared::telemetry::cancel_on_signal(app.shutdown_token());
             app.run_until_stopped().await
         }
         Some(Command::Migrate) => {

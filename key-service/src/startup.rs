@@ -15,13 +15,7 @@ use shared::http;
 use shared::metrics::Metrics;
 use shared::settings::Settings;
 
-/// What handlers share.
-pub struct State {
-    pub settings: Settings,
-    pub db: Db,
-    /// Announces key invalidations on `voiceprod.keys`.
-    pub publisher: Publisher,
-}
+use crate::state::State;
 
 pub struct Application {
     port: u16,
@@ -51,19 +45,16 @@ impl Application {
             metrics.clone(),
         ));
         let state = web::Data::new(State {
-            db: db.clone(),
+            db,
             publisher,
             settings,
         });
-        let db = web::Data::new(db);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http::request_id_middleware))
                 .app_data(http::json_config(64 * 1024))
-                .app_data(db.clone())
                 .app_data(state.clone())
-                .route("/healthz", web::get().to(http::healthz))
-                .route("/readyz", web::get().to(readyz))
+                .configure(|c| http::probes(c, readyz))
                 .configure(|c| shared::metrics::configure(c, &metrics, true))
                 .configure(crate::routes::configure)
                 .default_service(web::to(http::default_service))
@@ -88,17 +79,15 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let token = self.shutdown.clone();
-        tokio::spawn(async move {
-            token.cancelled().await;
-            handle.stop(true).await;
-        });
-        self.server.await?;
-        Ok(())
+        let server = shared::server::spawn(self.server, self.shutdown.clone());
+        self.shutdown.cancelled().await;
+        server.stop().await
     }
 }
 
-async fn readyz(db: web::Data<Db>) -> HttpResponse {
-    http::readiness(Some(&db), None).await
+/// Ready when the database answers. The broker is not checked: verifying
+/// keys needs only the database, and an invalidation that cannot be
+/// published is logged (the gateways' cache TTL bounds it).
+pub async fn readyz(state: web::Data<State>) -> HttpResponse {
+    http::readiness_with(Some(&state.db), None, Vec::new()).await
 }

@@ -350,16 +350,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health::new("ok", &[]))
 }
 
-/// The `GET /readyz` answer: 200 when every dependency given answers,
-/// 503 naming the ones that do not.
-pub async fn readiness(
-    db: Option<&crate::db::Db>,
-    broker: Option<&crate::amqp::Broker>,
-) -> HttpResponse {
-    readiness_with(db, broker, Vec::new()).await
+/// Registers `GET /healthz` ([`healthz`]) and `GET /readyz` (`readyz`, the
+/// service's own check, which answers with [`readiness_with`]). The gateway
+/// registers the same two through its route table (`gateway::routes`).
+pub fn probes<F, Args>(cfg: &mut web::ServiceConfig, readyz: F)
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
 }
 
-/// `readiness`, with parts of the service's own already known to be failing.
+/// The `GET /readyz` answer of every service: 200 when every dependency
+/// given answers and `failing` (the service's own parts already known to be
+/// down) is empty, else 503 with `Retry-After` naming what fails.
 pub async fn readiness_with(
     db: Option<&crate::db::Db>,
     broker: Option<&crate::amqp::Broker>,

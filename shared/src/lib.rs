@@ -13,6 +13,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod schema;
+pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod ssml;
@@ -20,8 +21,6 @@ pub mod storage;
 pub mod targets;
 pub mod tasks;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod time;
 pub mod trace;
 pub mod voices;

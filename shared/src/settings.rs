@@ -12,6 +12,11 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
+/// The file name of the ONNX Runtime library `deploy/fetch-models` installs
+/// (in `onnxruntime/` of the models directory; the default of
+/// `piper.onnxruntime` ends with it).
+pub const ONNXRUNTIME_LIB: &str = "libonnxruntime.so.1.32.0";
+
 /// Everything a voiceprod service can be configured with.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -194,7 +199,7 @@ pub struct PiperSettings {
     /// Directory of Piper voices: each `NAME.onnx` + `NAME.onnx.json` is a
     /// preset (gateway and worker both read it; `deploy/fetch-models` fills it).
     pub voices_dir: PathBuf,
-    /// ONNX Runtime's shared library (`libonnxruntime.so.1.32.0`).
+    /// ONNX Runtime's shared library ([`ONNXRUNTIME_LIB`]).
     pub onnxruntime: PathBuf,
     /// Neural engine processes; each loads a model once, on its first job.
     pub engines: usize,
@@ -591,6 +596,7 @@ mod tests {
     #[test]
     fn defaults_load_and_validate() {
         let s = Settings::defaults().unwrap();
+        assert!(s.piper.onnxruntime.ends_with(ONNXRUNTIME_LIB));
         assert_eq!(s.gateway.port, 8080);
         assert_eq!(s.dispatcher.retry_schedule_secs.len(), 7);
         assert!(s.plan("scale").unwrap().api_access);

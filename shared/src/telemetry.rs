@@ -72,3 +72,13 @@ pub fn shutdown_token() -> CancellationToken {
     });
     token
 }
+
+/// Cancels `token` (an `Application`'s shutdown token) on SIGTERM or
+/// Ctrl-C: how every service's `main` starts its graceful shutdown.
+pub fn cancel_on_signal(token: CancellationToken) {
+    let signal = shutdown_token();
+    tokio::spawn(async move {
+        signal.cancelled().await;
+        token.cancel();
+    });
+}

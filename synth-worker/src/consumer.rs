@@ -29,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::context::WorkerCtx;
 use crate::events::terminal_event;
 use crate::render::{JobError, render_and_store};
+use crate::state::State;
 
 /// Decides about one delivery of `synth.jobs`.
-pub async fn handle(ctx: &WorkerCtx, incoming: Incoming) -> Outcome {
+pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
     let job = match serde_json::from_slice::<JobMessage>(&incoming.data) {
         Ok(job) => job,
         Err(e) => {
@@ -60,7 +60,7 @@ pub async fn handle(ctx: &WorkerCtx, incoming: Incoming) -> Outcome {
 }
 
 /// Consumes until `cancel` fires, then lets the jobs in flight finish.
-pub async fn run(ctx: Arc<WorkerCtx>, prefetch: u16, cancel: CancellationToken) {
+pub async fn run(ctx: Arc<State>, prefetch: u16, cancel: CancellationToken) {
     let queue = ctx.broker.topology().jobs_queue();
     let broker = ctx.broker.clone();
     run_consumer(broker, queue, prefetch, cancel, move |incoming| {
@@ -71,7 +71,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, prefetch: u16, cancel: CancellationToken) 
 }
 
 /// `Err` means "retry": every permanent problem is settled on the row.
-async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
+async fn process(ctx: &State, id: GenerationId) -> anyhow::Result<()> {
     let Some(mut generation) = load(ctx, id.0).await? else {
         // Nothing will ever render it (a deleted workspace, a foreign job).
         tracing::warn!("no such generation; dropping the job");
@@ -128,7 +128,7 @@ async fn process(ctx: &WorkerCtx, id: GenerationId) -> anyhow::Result<()> {
 
 /// Publishes the finished generation's event unless that was confirmed
 /// before, then records that it was.
-pub async fn announce(ctx: &WorkerCtx, generation: &Generation) -> anyhow::Result<()> {
+pub async fn announce(ctx: &State, generation: &Generation) -> anyhow::Result<()> {
     if generation.event_published_at.is_some() {
         return Ok(());
     }
@@ -155,7 +155,7 @@ pub async fn announce(ctx: &WorkerCtx, generation: &Generation) -> anyhow::Resul
     Ok(())
 }
 
-async fn load(ctx: &WorkerCtx, id: Uuid) -> anyhow::Result<Option<Generation>> {
+async fn load(ctx: &State, id: Uuid) -> anyhow::Result<Option<Generation>> {
     ctx.db
         .run(move |c| Generation::find(c, id).map_err(anyhow::Error::from))
         .await

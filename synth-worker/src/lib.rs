@@ -5,15 +5,15 @@
 
 pub mod alignment;
 pub mod consumer;
-pub mod context;
 pub mod encode;
 pub mod engine;
 pub mod events;
 pub mod relay;
 pub mod render;
 pub mod startup;
+pub mod state;
 pub mod text;
 
 pub use consumer::handle;
-pub use context::WorkerCtx;
 pub use startup::Application;
+pub use state::State;

@@ -35,12 +35,7 @@ async fn run_worker() -> anyhow::Result<()> {
     let settings = Settings::load().context("Failed to load configuration")?;
     shared::telemetry::init(&settings.telemetry);
     let app = Application::build(settings).await?;
-    tracing::info!(port = app.port(), "synth-worker started");
-    let signal = shared::telemetry::shutdown_token();
-    let stop = app.cancel_token();
-    tokio::spawn(async move {
-        signal.cancelled().await;
-        stop.cancel();
-    });
+    tracing::info!(port = app.port(), "synth-worker listening");
+    shared::telemetry::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

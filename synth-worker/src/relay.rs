@@ -20,14 +20,14 @@ use tokio_util::sync::CancellationToken;
 use shared::models::Generation;
 
 use crate::consumer::announce;
-use crate::context::WorkerCtx;
+use crate::state::State;
 
 /// Events published per pass at most.
 const BATCH: i64 = 200;
 
 /// One pass: publishes the due events, oldest first, until one fails.
 /// Returns how many were published.
-pub async fn relay_once(ctx: &WorkerCtx, grace: Duration) -> anyhow::Result<usize> {
+pub async fn relay_once(ctx: &State, grace: Duration) -> anyhow::Result<usize> {
     let before = Utc::now() - chrono::Duration::from_std(grace)?;
     let due = ctx
         .db
@@ -48,11 +48,6 @@ pub async fn relay_once(ctx: &WorkerCtx, grace: Duration) -> anyhow::Result<usiz
 }
 
 /// Relays every `interval` until cancelled.
-pub async fn run(
-    ctx: Arc<WorkerCtx>,
-    interval: Duration,
-    grace: Duration,
-    cancel: CancellationToken,
-) {
+pub async fn run(ctx: Arc<State>, interval: Duration, grace: Duration, cancel: CancellationToken) {
     shared::tasks::every(interval, cancel, "event relay", || relay_once(&ctx, grace)).await;
 }

@@ -20,9 +20,9 @@ use shared::storage::audio_key;
 use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 
 use crate::alignment::{Piece, join};
-use crate::context::WorkerCtx;
 use crate::engine::piper::Piper;
 use crate::engine::{EngineError, EnginePool, EngineRequest, PiperRequest, RATE_MAX, RATE_MIN};
+use crate::state::State;
 use crate::{encode, text};
 
 /// The rate libespeak-ng renders at (a Piper model says its own).
@@ -88,7 +88,7 @@ pub struct Produced {
 /// stored, resolved again by the same `voices::resolve`), or a cloned
 /// voice of its workspace.
 pub async fn resolve_voice(
-    ctx: &WorkerCtx,
+    ctx: &State,
     generation: &Generation,
 ) -> Result<EngineVoice, JobError> {
     match voices::resolve(&generation.voice_id) {
@@ -298,7 +298,7 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
 
 /// Renders, encodes and stores the audio of a `processing` generation.
 pub async fn render_and_store(
-    ctx: &WorkerCtx,
+    ctx: &State,
     generation: &Generation,
 ) -> Result<StoredAudio, JobError> {
     let voice = resolve_voice(ctx, generation).await?;

@@ -19,8 +19,16 @@ fn ends_sentence(c: char) -> bool {
     matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？' | '؟' | '।')
 }
 
-/// Sentences as (start, end) character ranges covering all of `chars`.
-fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
+/// Sentences of `text` as (start, end) character ranges covering all of it,
+/// the whitespace after a sentence included: a sentence ends at terminal
+/// punctuation before a space or the end (so `3.5` does not end one), and
+/// at a line break, as espeak-ng ends them. Chunks end at these, and the
+/// Piper engine renders one at a time.
+pub fn sentences(text: &str) -> Vec<(usize, usize)> {
+    sentences_of(&text.chars().collect::<Vec<_>>())
+}
+
+fn sentences_of(chars: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -49,7 +57,7 @@ pub fn chunks(text: &str, max: usize) -> Vec<Chunk> {
     let chars: Vec<char> = text.chars().collect();
     let max = max.max(1);
     let mut pieces: Vec<(usize, usize)> = Vec::new();
-    for (mut s, e) in sentences(&chars) {
+    for (mut s, e) in sentences_of(&chars) {
         while e - s > max {
             let cut = (s + 1..s + max)
                 .rev()
@@ -104,6 +112,16 @@ mod tests {
         assert_eq!(got[0].text, "aaaa bbbb ");
         assert!(got.iter().all(|c| c.text.chars().count() <= 10));
         assert_eq!(chunks("abcdefghijkl", 5).len(), 3);
+    }
+
+    #[test]
+    fn sentences_end_at_terminal_punctuation_and_line_breaks() {
+        let text = "One. Two!  Three\nFour 3.5 five";
+        let got: Vec<String> = sentences(text)
+            .into_iter()
+            .map(|(s, e)| text.chars().skip(s).take(e - s).collect())
+            .collect();
+        assert_eq!(got, vec!["One. ", "Two!  ", "Three\n", "Four 3.5 five"]);
     }
 
     #[test]

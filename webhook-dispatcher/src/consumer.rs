@@ -18,14 +18,14 @@ use shared::models::WebhookEndpoint;
 use shared::schema::webhook_deliveries;
 use uuid::Uuid;
 
-use crate::context::Context;
+use crate::state::State;
 
 /// Where the stored payload keeps the event's `traceparent` (not part of
 /// the event: the webhook body is rendered from the event's own fields).
 pub const TRACE_FIELD: &str = "traceparent";
 
 /// Handles one delivery of the events queue; `run_consumer` settles it.
-pub async fn handle(ctx: &Context, incoming: Incoming) -> Outcome {
+pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
     let event = match serde_json::from_slice::<EventMessage>(&incoming.data) {
         Ok(EventMessage::V1(event)) => event,
         Err(e) => {
@@ -65,7 +65,7 @@ struct NewDelivery {
 
 /// Inserts the pending deliveries of `event`; returns how many were new.
 /// `next_attempt_at` takes the column default, `now()`: due at once.
-pub async fn fan_out(ctx: &Context, event: Event) -> Result<usize, DbError> {
+pub async fn fan_out(ctx: &State, event: Event) -> Result<usize, DbError> {
     // The whole event is stored, so the body (and a fresh audioUrl) can be
     // rendered at send time, after the message itself is long gone.
     let mut payload = serde_json::to_value(&event)

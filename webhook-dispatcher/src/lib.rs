@@ -9,12 +9,11 @@
 //! dispatcher holding its lease.
 
 pub mod consumer;
-pub mod context;
 pub mod delivery;
-pub mod routes;
 pub mod schedule;
 pub mod startup;
+pub mod state;
 pub mod target;
 
-pub use context::{Context, DeliveryConfig};
 pub use startup::Application;
+pub use state::{DeliveryConfig, State};

@@ -11,11 +11,10 @@ use shared::ids::{DeliveryId, WebhookId};
 use shared::messages::EventType;
 use shared::models::webhook_delivery::DELIVERY_STATUSES;
 
+use crate::pagination::Page;
+
 pub const MAX_URL_LENGTH: usize = 2048;
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
-/// Items per page when `limit` is not given, and at most.
-pub const DEFAULT_PAGE: i64 = 20;
-pub const MAX_PAGE: i64 = 100;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -174,41 +173,9 @@ pub struct DeliveryPageQuery {
     pub cursor: Option<String>,
 }
 
-/// A page request: how many, and after which item (exclusive).
-#[derive(Debug)]
-pub struct Page<Id> {
-    pub limit: i64,
-    pub after: Option<Id>,
-}
-
-fn valid_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => Ok(n),
-        n => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("limit must be between 1 and {MAX_PAGE}, not {n}"),
-        )
-        .with_param("limit")),
-    }
-}
-
-fn bad_cursor() -> ApiError {
-    ApiError::bad_request(
-        "invalid_cursor",
-        "cursor is not one this list returned as nextCursor",
-    )
-    .with_param("cursor")
-}
-
 impl EndpointPageQuery {
     pub fn validate(self) -> Result<Page<WebhookId>, ApiError> {
-        Ok(Page {
-            limit: valid_limit(self.limit)?,
-            after: self
-                .cursor
-                .map(|c| WebhookId::parse(&c).ok_or_else(bad_cursor))
-                .transpose()?,
-        })
+        Page::parse(self.limit, self.cursor, WebhookId::parse)
     }
 }
 
@@ -230,13 +197,7 @@ impl DeliveryPageQuery {
                     })?,
             ),
         };
-        let page = Page {
-            limit: valid_limit(self.limit)?,
-            after: self
-                .cursor
-                .map(|c| DeliveryId::parse(&c).ok_or_else(bad_cursor))
-                .transpose()?,
-        };
+        let page = Page::parse(self.limit, self.cursor, DeliveryId::parse)?;
         Ok((page, status))
     }
 }
@@ -261,7 +222,7 @@ mod tests {
             limit,
             cursor: None,
         };
-        assert_eq!(q(None).validate().unwrap().limit, DEFAULT_PAGE);
+        assert_eq!(q(None).validate().unwrap().limit, 20);
         assert_eq!(q(Some(100)).validate().unwrap().limit, 100);
         assert!(q(Some(0)).validate().is_err());
         assert!(q(Some(101)).validate().is_err());

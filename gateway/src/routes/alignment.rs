@@ -15,9 +15,9 @@ use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{GenerationId, WorkspaceId};
 use shared::models::Generation;
 
+use crate::audio::stored_audio;
 use crate::auth::Principal;
-use crate::routes::generations::stored_audio;
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.get("/v1/generations/{id}/alignment", get);

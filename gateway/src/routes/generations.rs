@@ -4,41 +4,30 @@
 //! retention: audio, alignment and text go, the accounting stays), and the
 //! audio with the key.
 //!
-//! Creation is refused before anything is charged with 503 `system_busy`
-//! when more than `gateway.max_processing_generations` are processing in the
-//! whole system, and with 429 `rate_limited` when the workspace already has
-//! its plan's `max_in_flight` processing (counted in the create transaction).
+//! The charge, the insert and the publish are `crate::generations::accept`
+//! (shared with `POST /v1/audio/speech`); the stored audio and its URL are
+//! `crate::audio`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use diesel::Connection;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use shared::amqp::SYNTH_ROUTING_KEY;
 use shared::db::DbError;
 use shared::formats::AudioFormat;
 use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{GenerationId, WorkspaceId};
-use shared::messages::JobMessage;
-use shared::models::generation::CreateError;
-use shared::models::{Generation, GenerationStatus, NewGeneration};
+use shared::models::{Generation, GenerationStatus};
 
+use crate::audio::{audio_response, audio_url_of};
 use crate::auth::Principal;
 use crate::domain::generation_request::CreateGeneration;
+use crate::generations::{Accepted, CREDITS_HEADER, accept, is_usable_cloned_voice};
 use crate::idempotency::Idempotency;
-use crate::rate_limit::RateLimitInfo;
-use crate::routes::audio::{audio_response, audio_url_of};
-use crate::routes::webhooks::views::PageView;
-use crate::startup::State;
-
-/// The cost of an accepted generation, in credits (also in the body).
-pub const CREDITS_HEADER: &str = "x-credits-charged";
-/// Items per page when `limit` is not given, and at most.
-const DEFAULT_PAGE: i64 = 20;
-const MAX_PAGE: i64 = 100;
+use crate::pagination::{Page, PageView, bad_cursor};
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.post("/v1/generations", create)
@@ -46,21 +35,6 @@ pub fn routes(r: &mut crate::routes::Routes) {
         .get("/v1/generations/{id}", get)
         .delete("/v1/generations/{id}", delete)
         .get("/v1/generations/{id}/audio", audio);
-}
-
-/// The 202 body: exactly the shape of docs/api.md.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Accepted {
-    id: GenerationId,
-    /// Always `processing`.
-    #[schema(value_type = String, example = "processing")]
-    status: &'static str,
-    #[schema(example = "voice_8f2a1c")]
-    voice_id: String,
-    credits: i64,
-    #[serde(serialize_with = "shared::time::serialize")]
-    created_at: DateTime<Utc>,
 }
 
 /// A generation as `GET` shows it.
@@ -122,10 +96,6 @@ impl GenerationView {
     }
 }
 
-fn payment_required(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message)
-}
-
 /// Create a generation: credits are reserved and the job queued; the
 /// result arrives by webhook or `GET /v1/generations/{id}`.
 #[utoipa::path(
@@ -163,12 +133,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:write")?;
     let body = body.into_inner();
-    let cloned = crate::routes::voices::is_usable_cloned_voice(
-        &state,
-        principal.workspace_id,
-        &body.voice_id,
-    )
-    .await?;
+    let cloned = is_usable_cloned_voice(&state, principal.workspace_id, &body.voice_id).await?;
     let valid = body.validate_with(&principal.plan, cloned)?;
     let (created, body) = accept(&req, &state, &principal, valid, idempotency.0).await?;
     Ok(HttpResponse::Accepted()
@@ -179,152 +144,6 @@ async fn create(
         .insert_header((CREDITS_HEADER, created.credits.to_string()))
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(body))
-}
-
-/// Charges and creates a validated generation in one transaction (settling
-/// `claim` in it), then publishes its job: the 202 body and the row. Shared
-/// with `POST /v1/audio/speech`, which then waits for the row to finish.
-pub async fn accept(
-    req: &HttpRequest,
-    state: &State,
-    principal: &Principal,
-    valid: crate::domain::generation_request::ValidGeneration,
-    claim: Option<crate::idempotency::Claim>,
-) -> Result<(Generation, Vec<u8>), ApiError> {
-    // Refuse before charging anything when the broker is down or the system
-    // is overloaded: 503, nothing changed.
-    state.ensure_broker().await?;
-    // The system-busy guard counts in the same database round as the
-    // create (when a recent count is not enough: `crate::busy`).
-    let cap = state.settings.gateway.max_processing_generations;
-    let count_busy = cap > 0 && state.busy.must_count(cap);
-
-    let id = GenerationId::new();
-    let new = NewGeneration {
-        id: id.0,
-        workspace_id: principal.workspace_id.0,
-        api_key_id: Some(principal.key_id.0),
-        text: valid.text,
-        text_type: valid.text_type.to_owned(),
-        voice_id: valid.voice_id,
-        format: valid.format.as_str().to_owned(),
-        sample_rate: valid.sample_rate.map(|r| r as i32),
-        speed: valid.speed,
-        status: GenerationStatus::Processing.as_str().to_owned(),
-        credits: valid.credits as i64,
-        characters: valid.characters as i64,
-        metadata: valid.metadata,
-        idempotency_key: None,
-        request_hash: None,
-        traceparent: shared::trace::current_traceparent(),
-    };
-    let key_limit = principal.credit_limit;
-    let max_in_flight = principal.plan.max_in_flight;
-    let settle = claim.clone();
-    let headers_location = format!("/v1/generations/{id}");
-    let created = state
-        .db
-        .run(move |conn| {
-            let processing = if count_busy {
-                let n = Generation::processing_up_to(conn, cap).map_err(DbError::from)?;
-                if n >= cap {
-                    return Err(system_busy());
-                }
-                Some(n)
-            } else {
-                None
-            };
-            conn.transaction::<_, ApiError, _>(|conn| {
-                let g = Generation::create_within_limits(conn, &new, key_limit, max_in_flight)
-                    .map_err(|e| match e {
-                        CreateError::KeyCreditLimit => payment_required(
-                            "key_credit_limit",
-                            format!("this generation costs {} credits, more than this key may still spend this period", new.credits),
-                        ),
-                        CreateError::InsufficientCredits => payment_required(
-                            "insufficient_credits",
-                            format!(
-                                "this generation costs {} credits, more than are left in this period",
-                                new.credits
-                            ),
-                        ),
-                        CreateError::TooManyInFlight(limit) => ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "rate_limited",
-                            format!("this workspace has {limit} generations processing, its plan's limit; wait for one to finish"),
-                        ),
-                        CreateError::Db(e) => DbError::from(e).into(),
-                    })?;
-                let body = serde_json::to_vec(&Accepted::of(&g)).map_err(ApiError::internal)?;
-                // With an Idempotency-Key the response is stored in this
-                // transaction: charged once, answered the same every time.
-                if let Some(claim) = &settle {
-                    let headers = [
-                        ("content-type", "application/json".to_owned()),
-                        ("location", headers_location),
-                        (CREDITS_HEADER, g.credits.to_string()),
-                    ];
-                    if !claim.settle(conn, StatusCode::ACCEPTED, &headers, &body)? {
-                        return Err(ApiError::new(
-                            StatusCode::CONFLICT,
-                            "idempotency_request_in_progress",
-                            "another request took over this Idempotency-Key; retry to get its answer",
-                        ));
-                    }
-                }
-                Ok((g, body))
-            })
-            .map(|created| (created, processing))
-        })
-        .await;
-    let (created, body) = match created {
-        Ok((created, processing)) => {
-            if let Some(n) = processing {
-                state.busy.record(n);
-            }
-            created
-        }
-        Err(e) => {
-            if e.status == StatusCode::TOO_MANY_REQUESTS {
-                req.extensions_mut().insert(RateLimitInfo {
-                    limit: max_in_flight.unwrap_or(0),
-                    remaining: 0,
-                    reset_secs: 1,
-                    retry_after_secs: Some(1),
-                });
-            }
-            return Err(e);
-        }
-    };
-    if let Some(claim) = &claim {
-        claim.mark_settled();
-    }
-
-    // Committed: from here the generation is never lost. If the publish
-    // fails, the sweeper publishes it later; the client still gets its 202.
-    // The client does not wait longer than `PUBLISH_WAIT` for the broker's
-    // confirm (a queue electing its leader after a broker restart holds it
-    // for seconds): a job confirmed after that is not marked published, and
-    // the sweeper's second copy is skipped by the worker.
-    if tokio::time::timeout(PUBLISH_WAIT, publish_job(state, id))
-        .await
-        .is_err()
-    {
-        tracing::warn!(generation_id = %id, "no publish confirm within {PUBLISH_WAIT:?}; the sweeper will publish the job");
-    }
-    Ok((created, body))
-}
-
-impl Accepted {
-    fn of(g: &Generation) -> Self {
-        Accepted {
-            id: GenerationId(g.id),
-            status: "processing",
-            voice_id: g.voice_id.clone(),
-            credits: g.credits,
-            created_at: g.created_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -360,16 +179,8 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require("generations:read")?;
     let q = query.into_inner();
-    let limit = match q.limit.unwrap_or(DEFAULT_PAGE) {
-        n @ 1..=MAX_PAGE => n,
-        n => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!("limit must be between 1 and {MAX_PAGE}, not {n}"),
-            )
-            .with_param("limit"));
-        }
-    };
+    let page = Page::parse(q.limit, q.cursor, GenerationId::parse)?;
+    let (limit, after) = (page.limit, page.after);
     let status = q
         .status
         .map(|s| {
@@ -381,17 +192,6 @@ async fn list(
                 .with_param("status")
             })
         })
-        .transpose()?;
-    let bad_cursor = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "cursor is not one this list returned as nextCursor",
-        )
-        .with_param("cursor")
-    };
-    let after = q
-        .cursor
-        .map(|c| GenerationId::parse(&c).ok_or_else(bad_cursor))
         .transpose()?;
     let workspace = principal.workspace_id.0;
     let rows = state
@@ -497,37 +297,6 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn system_busy() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "system_busy",
-        "voiceprod is busy with other work right now; nothing was charged, try again shortly",
-    );
-    e.retry_after_secs = Some(5);
-    e
-}
-
-/// How long a request waits for the confirm of its job's publish.
-const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Publishes the job (waiting for the broker's confirm) and queues the mark
-/// that it was published; a failure is left to the sweeper.
-pub async fn publish_job(state: &State, id: GenerationId) {
-    let job = JobMessage::SynthesizeV1 { generation_id: id };
-    let exchange = state.publisher.broker().topology().jobs_exchange();
-    match state
-        .publisher
-        .publish(&exchange, SYNTH_ROUTING_KEY, &id.to_string(), &job)
-        .await
-    {
-        // Marked in a batch with others (`crate::published`).
-        Ok(()) => state.published.mark(id.0),
-        Err(e) => {
-            tracing::warn!(error = %e, generation_id = %id, "job not published; the sweeper will retry")
-        }
-    }
-}
-
 async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<Generation, ApiError> {
     let id = GenerationId::parse(id).ok_or_else(|| ApiError::not_found("generation"))?;
     state
@@ -592,46 +361,4 @@ async fn audio(
     principal.require("generations:read")?;
     let g = find(&state, principal.workspace_id, &path).await?;
     audio_response(&state, g).await
-}
-
-/// The storage key and format of a completed generation.
-pub fn stored_audio(g: &Generation) -> Result<(object_store::path::Path, AudioFormat), ApiError> {
-    if g.is_deleted() {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "generation_deleted",
-            "the generation was deleted with its audio",
-        ));
-    }
-    match g.status() {
-        GenerationStatus::Completed => {}
-        GenerationStatus::Processing => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "audio_not_ready",
-                "the generation is still processing; wait for generation.completed",
-            ));
-        }
-        GenerationStatus::Failed => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "generation_failed",
-                "the generation failed and has no audio",
-            ));
-        }
-    }
-    let format = AudioFormat::parse(&g.format).ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!(
-            "generation {} has format {}",
-            g.id,
-            g.format
-        ))
-    })?;
-    let key = g.storage_key.as_deref().ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!(
-            "completed generation {} has no storage key",
-            g.id
-        ))
-    })?;
-    Ok((object_store::path::Path::from(key), format))
 }

@@ -21,9 +21,10 @@ use shared::ids::KeyId;
 use shared::keys_api::{
     CreateKeyRequest, CreatedKey, KeyView, RotateKeyRequest, workspace_keys_path,
 };
+use shared::models::usage;
 
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::state::State;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.post("/v1/keys", create)
@@ -288,32 +289,12 @@ async fn revoke(
     Ok(HttpResponse::Ok().json(key))
 }
 
-#[derive(QueryableByName)]
-struct UsageRow {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    api_key_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    credits: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    requests: i64,
-}
-
 /// Net credits and generations per key since the workspace's period began.
 fn usage_this_period(
     conn: &mut PgConnection,
     workspace: Uuid,
 ) -> QueryResult<HashMap<Uuid, KeyUsage>> {
-    shared::models::Workspace::roll_over(conn, workspace)?;
-    let rows: Vec<UsageRow> = diesel::sql_query(
-        "SELECT u.api_key_id, COALESCE(SUM(u.credits), 0)::BIGINT AS credits, \
-         COUNT(*) FILTER (WHERE u.kind = 'charge') AS requests \
-         FROM usage_events u JOIN workspaces w ON w.id = u.workspace_id \
-         WHERE u.workspace_id = $1 AND u.api_key_id IS NOT NULL AND u.created_at >= w.period_start \
-         GROUP BY u.api_key_id",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(workspace)
-    .load(conn)?;
-    Ok(rows
+    Ok(usage::per_key_this_period(conn, workspace)?
         .into_iter()
         .map(|r| {
             (

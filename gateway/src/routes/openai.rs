@@ -42,12 +42,12 @@ use shared::ids::GenerationId;
 use shared::models::{Generation, GenerationStatus};
 use shared::voices;
 
+use crate::audio::audio_response;
 use crate::auth::Principal;
 use crate::completions::announced;
 use crate::domain::generation_request::CreateGeneration;
-use crate::routes::audio::audio_response;
-use crate::routes::generations::{CREDITS_HEADER, accept};
-use crate::startup::State;
+use crate::generations::{CREDITS_HEADER, accept, is_usable_cloned_voice};
+use crate::state::State;
 
 /// The generation an answer is about (success or not).
 pub const GENERATION_HEADER: &str = "x-generation-id";
@@ -265,12 +265,7 @@ async fn speech(
     let started = Instant::now();
     principal.require("generations:write")?;
     let create = body.into_inner().into_generation()?;
-    let cloned = crate::routes::voices::is_usable_cloned_voice(
-        &state,
-        principal.workspace_id,
-        &create.voice_id,
-    )
-    .await?;
+    let cloned = is_usable_cloned_voice(&state, principal.workspace_id, &create.voice_id).await?;
     let valid = create.validate_with(&principal.plan, cloned).map_err(|e| {
         // Name OpenAI's parameters, not ours.
         let param = match e.param.as_deref() {

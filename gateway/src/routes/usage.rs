@@ -17,7 +17,7 @@ use shared::models::usage::{UsageBucket, usage_by_day, usage_by_key};
 use shared::models::workspace::{month_start, period_end};
 
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::state::State;
 
 /// Days one `GET /v1/usage` may span.
 const MAX_DAYS: i64 = 366;

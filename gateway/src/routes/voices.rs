@@ -5,7 +5,8 @@
 //!   first; filters `language` (a tag or its primary language: `en`
 //!   matches `en-GB`), `gender`, `type`, `engine` (`espeak-ng` | `piper` |
 //!   `kokoro`, the voice object's `engine`), `natural` (`true` | `false`);
-//!   `limit` ≤ 100 and `cursor` (the `nextCursor` of the previous page).
+//!   `limit` and
+//!   `cursor` as on every list (`crate::pagination`).
 //! - `GET /v1/voices/{id}` (`voices:read`); a Kokoro pack name (`af_nova`)
 //!   is an alias of its preset's id.
 //! - `POST /v1/voices` (`voices:write`): multipart `name`, one or more WAV
@@ -55,7 +56,8 @@ use shared::voices::cloned::{self, ClonedVoice};
 use shared::voices::{self, EngineKind, Gender, Preset};
 
 use crate::auth::Principal;
-use crate::startup::State;
+use crate::pagination::{self, PageView};
+use crate::state::State;
 
 /// Samples of one request together, at most (5 minutes of 48 kHz stereo
 /// 16-bit is ~58 MB).
@@ -63,8 +65,6 @@ const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Sample files of one request at most (each is an open temp file).
 const MAX_SAMPLE_FILES: usize = 20;
 const MAX_TEXT_FIELD_BYTES: usize = 4096;
-const MAX_PAGE: usize = 100;
-const DEFAULT_PAGE: usize = 50;
 
 pub fn routes(r: &mut crate::routes::Routes) {
     r.get("/v1/voices", list)
@@ -146,23 +146,6 @@ impl From<ClonedVoice> for VoiceView {
     }
 }
 
-/// Whether `id` is a ready cloned voice of `workspace` (for generations).
-pub async fn is_usable_cloned_voice(
-    state: &State,
-    workspace: WorkspaceId,
-    id: &str,
-) -> Result<bool, ApiError> {
-    if !cloned::is_cloned_id(id) {
-        return Ok(false);
-    }
-    let id = id.to_owned();
-    let found = state
-        .db
-        .run(move |c| ClonedVoice::find_in_workspace(c, workspace.0, &id).map_err(DbError::from))
-        .await?;
-    Ok(found.is_some_and(|v| v.status == "ready"))
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -179,21 +162,11 @@ pub struct ListQuery {
     engine: Option<String>,
     /// `true`: only natural (neural) voices; `false`: only the others.
     natural: Option<bool>,
-    /// Items per page, 1 to 100 (default 50).
+    /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<usize>,
+    limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,
-}
-
-/// A page of voices: natural presets, the other presets, cloned voices.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VoicePage {
-    data: Vec<VoiceView>,
-    has_more: bool,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
 }
 
 fn language_matches(filter: &str, language: &str) -> bool {
@@ -210,7 +183,7 @@ fn language_matches(filter: &str, language: &str) -> bool {
     operation_id = "listVoices",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of voices", body = VoicePage),
+        (status = 200, description = "A page of voices", body = PageView<VoiceView>),
         (status = 400, description = "Unknown gender, type or engine, natural not true or false, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["voices:read"]))
@@ -222,14 +195,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.require("voices:read")?;
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {MAX_PAGE}"),
-        )
-        .with_param("limit"));
-    }
+    let limit = pagination::valid_limit(q.limit)?;
     if let Some(g) = &q.gender
         && Gender::parse(g).is_none()
     {
@@ -298,27 +264,19 @@ async fn list(
     let start = match &q.cursor {
         None => 0,
         Some(c) => {
-            matching.iter().position(|v| &v.id == c).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "the cursor does not belong to this listing; start again without it",
-                )
-                .with_param("cursor")
-            })? + 1
+            matching
+                .iter()
+                .position(|v| &v.id == c)
+                .ok_or_else(pagination::bad_cursor)?
+                + 1
         }
     };
-    let page: Vec<VoiceView> = matching.iter().skip(start).take(limit).cloned().collect();
-    let has_more = start + page.len() < matching.len();
-    let next_cursor = if has_more {
-        page.last().map(|v| v.id.clone())
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(VoicePage {
-        data: page,
-        has_more,
-        next_cursor,
-    }))
+    let rows: Vec<VoiceView> = matching
+        .into_iter()
+        .skip(start)
+        .take(limit as usize + 1)
+        .collect();
+    Ok(HttpResponse::Ok().json(PageView::new(rows, limit, |v| v.id.clone(), |v| v)))
 }
 
 async fn find(state: &State, workspace: WorkspaceId, id: &str) -> Result<VoiceView, ApiError> {

@@ -29,12 +29,7 @@ async fn completed_generation_has_a_signed_url_that_serves_without_a_key() {
     let app = spawn_app().await;
     let (id, bytes) = completed_generation(&app).await;
 
-    let body: Value = app
-        .get(&format!("/v1/generations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json(&format!("/v1/generations/{id}")).await;
     assert_eq!(body["status"], "completed");
     assert_eq!(body["durationMs"], 1234);
     assert!(body["completedAt"].is_string());
@@ -62,12 +57,7 @@ async fn completed_generation_has_a_signed_url_that_serves_without_a_key() {
 async fn tampered_and_expired_audio_urls_are_403() {
     let app = spawn_app().await;
     let (id, _) = completed_generation(&app).await;
-    let body: Value = app
-        .get(&format!("/v1/generations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json(&format!("/v1/generations/{id}")).await;
     let url = body["audioUrl"].as_str().unwrap();
     let path = &url[app.settings.gateway.public_base_url.len()..];
     let get = |p: String| {

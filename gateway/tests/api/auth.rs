@@ -145,7 +145,7 @@ async fn verifications(app: &TestApp, status: &str) -> f64 {
         request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(token));
     }
     let text = request.send().await.unwrap().text().await.unwrap();
-    shared::testing::metric_value(
+    testkit::metric_value(
         &text,
         "voiceprod_http_request_duration_seconds_count",
         &[("route", shared::keys_api::VERIFY_PATH), ("status", status)],
@@ -156,7 +156,7 @@ async fn verifications(app: &TestApp, status: &str) -> f64 {
 /// Once the gateway listens for invalidations: the (re)connect clears the
 /// cache, which would make a verification just before it count twice.
 async fn ready(app: &TestApp) {
-    eventually(10, || async {
+    eventually("the gateway to be ready", || async {
         let r = app
             .client
             .get(format!("{}/readyz", app.address))

@@ -184,16 +184,7 @@ async fn bootstrap_takes_any_configured_plan_and_enterprise_can_be_unlimited() {
     let response = app.post_generation_with_key(&big, &key).await;
 
     assert_eq!(response.status().as_u16(), 202);
-    let view: Value = app
-        .client
-        .get(format!("{}/v1/workspace", app.address))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.get_json_with_key("/v1/workspace", &key).await;
     assert_eq!(view["plan"], "enterprise");
     assert_eq!(view["creditsIncluded"], Value::Null);
     assert_eq!(view["creditsUsed"], 100);

@@ -59,7 +59,7 @@ async fn create_reserves_credits_records_the_charge_and_publishes_the_job() {
         charges,
         vec![("charge".to_owned(), 1, SEED_TEXT.chars().count() as i64)]
     );
-    let published = eventually(5, || async {
+    let published = eventually("the job to be marked published", || async {
         let p: Option<chrono::DateTime<chrono::Utc>> = generations::table
             .select(generations::published_at)
             .first(&mut connect(&app.settings))
@@ -235,7 +235,7 @@ async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
     let again = app.next_job().await;
 
     assert_eq!(again["generationId"], id.as_str());
-    eventually(5, || async {
+    eventually("the job to be marked published", || async {
         let p: Option<chrono::DateTime<chrono::Utc>> = generations::table
             .select(generations::published_at)
             .first(&mut connect(&app.settings))
@@ -247,7 +247,7 @@ async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
 
 /// Waits until every generation is marked published; their marks.
 async fn published_at_of_all(app: &TestApp) -> Vec<chrono::DateTime<chrono::Utc>> {
-    eventually(5, || async {
+    eventually("every job to be marked published", || async {
         let marks: Vec<Option<chrono::DateTime<chrono::Utc>>> = generations::table
             .select(generations::published_at)
             .load(&mut connect(&app.settings))

@@ -1,5 +1,6 @@
-//! `spawn_app()`: key-service and gateway in-process on port 0, a fresh
-//! database, a unique AMQP prefix, and a `scale` workspace with a key.
+//! `spawn_app()`: key-service and gateway in-process on port 0
+//! (`testkit::stack::Stack`), a fresh database, a unique AMQP prefix, and a
+//! `scale` workspace with a key.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -16,8 +17,10 @@ use key_service::bootstrap::bootstrap;
 use key_service::keys::{ApiKey, NewApiKey};
 use shared::amqp::Broker;
 use shared::settings::{Plan, Settings};
+pub use testkit::eventually;
+use testkit::stack::{self, Stack};
 
-pub const SEED_TEXT: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
+pub use testkit::SEED_TEXT;
 pub const SEED_VOICE: &str = "voice_8f2a1c";
 
 pub struct TestApp {
@@ -35,7 +38,7 @@ pub struct TestApp {
 /// rate and concurrency limits, so tests that are not about limits never
 /// meet them; the limit tests use plans of their own (`plan`).
 pub fn settings() -> Settings {
-    let mut s = shared::testing::test_settings().unwrap();
+    let mut s = testkit::test_settings().unwrap();
     s.kokoro.dir = kokoro_packs().to_owned();
     s.plans.insert("tiny".into(), plan(Some(2), None, None));
     if let Some(scale) = s.plans.get_mut("scale") {
@@ -85,24 +88,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(settings()).await
 }
 
-pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
-    let keys = key_service::Application::build(settings.clone())
-        .await
-        .unwrap();
-    settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
-    let key_service_stop = keys.shutdown_token();
-    tokio::spawn(keys.run_until_stopped());
-    let gateway = gateway::Application::build(settings.clone()).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
-    let (workspace_id, api_key) = new_workspace(&settings, "acme", "scale");
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let stack = Stack::builder(settings).start().await.unwrap();
     TestApp {
-        address,
-        key_service_stop,
-        api_key,
-        workspace_id,
-        settings,
-        client: reqwest::Client::new(),
+        address: stack.gateway.clone(),
+        key_service_stop: stack.key_service_shutdown.clone(),
+        api_key: stack.api_key.clone(),
+        workspace_id: stack.workspace_id.to_string(),
+        settings: stack.settings.clone(),
+        client: stack.client.clone(),
     }
 }
 
@@ -113,7 +107,7 @@ pub async fn spawn_gateway(settings: &Settings) -> String {
     let address = format!("http://127.0.0.1:{}", gateway.port());
     tokio::spawn(gateway.run_until_stopped());
     let client = reqwest::Client::new();
-    eventually(10, || async {
+    eventually("the gateway to be ready", || async {
         let ready = client.get(format!("{address}/readyz")).send().await.ok()?;
         ready.status().is_success().then_some(())
     })
@@ -159,22 +153,27 @@ impl TestApp {
     }
 
     pub async fn post_generation_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/generations", self.address))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        stack::post(&self.client, &self.address, key, "/v1/generations", body).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .unwrap()
+        stack::get(&self.client, &self.address, &self.api_key, path).await
+    }
+
+    /// `GET` with the app's key, the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// `GET` with another key, the body as JSON.
+    pub async fn get_json_with_key(&self, path: &str, key: &str) -> Value {
+        let response = stack::get(&self.client, &self.address, key, path).await;
+        response.json().await.unwrap()
+    }
+
+    /// `POST` `body` as JSON with the app's key.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        stack::post(&self.client, &self.address, &self.api_key, path, body).await
     }
 
     /// Posts the seed request and returns the 202 body.
@@ -236,23 +235,4 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
         "body: {body}"
     );
     body
-}
-
-/// Polls `check` until it returns Some, or panics after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

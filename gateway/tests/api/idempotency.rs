@@ -56,7 +56,7 @@ fn stored_bodies(app: &TestApp) -> Vec<String> {
 /// the workspace's own key with an `Idempotency-Key`: (path, key, body).
 async fn three_first_requests(
     app: &TestApp,
-    receiver: &shared::testing::receiver::Receiver,
+    receiver: &testkit::receiver::Receiver,
 ) -> Vec<(&'static str, &'static str, Value)> {
     let requests = vec![
         (
@@ -172,7 +172,7 @@ async fn the_same_key_with_another_body_is_409_and_a_refused_request_frees_its_k
 #[tokio::test]
 async fn keys_and_webhooks_are_created_once_per_idempotency_key() {
     let app = spawn_app().await;
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let key_body = json!({"name": "ci", "scopes": ["generations:read"]});
     let hook_body = json!({"url": receiver.url("/hooks"), "events": ["generation.completed"]});
 
@@ -193,13 +193,13 @@ async fn keys_and_webhooks_are_created_once_per_idempotency_key() {
         }
         assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
     }
-    let listed: Value = app.get("/v1/keys").await.json().await.unwrap();
+    let listed = app.get_json("/v1/keys").await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
         2,
         "bootstrap + one"
     );
-    let listed: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let listed = app.get_json("/v1/webhooks").await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
 }
 
@@ -229,7 +229,7 @@ async fn an_idempotency_key_expires_after_24_hours() {
 #[tokio::test]
 async fn a_key_without_the_scope_cannot_replay_another_keys_request() {
     let app = spawn_app().await;
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let requests = three_first_requests(&app, &receiver).await;
     let reader = key_with_scopes(&app, &["usage:read"]);
 
@@ -247,7 +247,7 @@ async fn a_key_without_the_scope_cannot_replay_another_keys_request() {
 #[tokio::test]
 async fn another_key_of_the_workspace_gets_409_for_an_idempotency_key_it_did_not_use() {
     let app = spawn_app().await;
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let requests = three_first_requests(&app, &receiver).await;
     let other = key_with_scopes(&app, &shared::api_key::SCOPES);
 
@@ -261,14 +261,14 @@ async fn another_key_of_the_workspace_gets_409_for_an_idempotency_key_it_did_not
     }
     // Nothing was created or charged again.
     assert_eq!(charged(&app), (1, 1, 1));
-    let hooks: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let hooks = app.get_json("/v1/webhooks").await;
     assert_eq!(hooks["data"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_replay_by_the_same_key_answers_the_object_without_its_secret() {
     let app = spawn_app().await;
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let cases = [
         (
             "/v1/keys",
@@ -302,7 +302,7 @@ async fn a_replay_by_the_same_key_answers_the_object_without_its_secret() {
 #[tokio::test]
 async fn no_stored_answer_holds_a_key_or_webhook_secret() {
     let app = spawn_app().await;
-    let receiver = shared::testing::receiver::Receiver::start().await;
+    let receiver = testkit::receiver::Receiver::start().await;
     let key: Value = post(
         &app,
         "/v1/keys",

@@ -288,7 +288,7 @@ async fn rotation_keeps_the_old_secret_working_for_the_grace_period_then_never_a
         404,
         "old secret works during the grace period"
     );
-    eventually(10, || async {
+    eventually("the old secret to be refused", || async {
         (status_with(&app, &app.address, &old_secret).await == 401).then_some(())
     })
     .await;
@@ -381,7 +381,7 @@ async fn with_the_key_service_down_recent_keys_keep_working_for_the_stale_window
     assert_eq!(status_with(&app, &app.address, &app.api_key).await, 404);
 
     app.key_service_stop.cancel();
-    eventually(10, || async {
+    eventually("the key service to be down", || async {
         reqwest::get(format!("{}/healthz", app.settings.gateway.key_service_url))
             .await
             .is_err()
@@ -406,7 +406,7 @@ async fn with_the_key_service_down_recent_keys_keep_working_for_the_stale_window
     assert!(response.headers().contains_key("retry-after"));
     assert_error(response, 503, "key_service_unavailable").await;
     // Past the stale window the known key is refused too: 503, never 500.
-    eventually(10, || async {
+    eventually("503 while the key service is down", || async {
         (status_with(&app, &app.address, &app.api_key).await == 503).then_some(())
     })
     .await;
@@ -427,7 +427,7 @@ async fn last_used_at_is_recorded_in_batches() {
 
     status_with(&app, &app.address, key["secret"].as_str().unwrap()).await;
 
-    eventually(10, || async {
+    eventually("the key usage to show", || async {
         let keys = list_keys(&app).await;
         keys.into_iter()
             .find(|k| k["id"] == key["id"])

@@ -1,4 +1,5 @@
-//! `GET /v1/generations` (pages, status filter) and `DELETE /v1/generations/{id}`.
+//! `GET /v1/generations` (pages, status filter), `DELETE /v1/generations/{id}`,
+//! and the page parameters every list shares.
 
 use diesel::prelude::*;
 use object_store::ObjectStoreExt;
@@ -30,7 +31,7 @@ async fn list_pages_newest_first_with_an_opaque_cursor_and_filters_by_status() {
     let mut seen = Vec::new();
     let mut path = "/v1/generations?limit=2".to_owned();
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page = app.get_json(&path).await;
         for g in page["data"].as_array().unwrap() {
             seen.push(g["id"].as_str().unwrap().to_owned());
         }
@@ -45,12 +46,7 @@ async fn list_pages_newest_first_with_an_opaque_cursor_and_filters_by_status() {
     }
     let newest_first: Vec<String> = ids.iter().rev().map(|i| i.to_string()).collect();
     assert_eq!(seen, newest_first);
-    let failed: Value = app
-        .get("/v1/generations?status=failed")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed = app.get_json("/v1/generations?status=failed").await;
     let failed: Vec<&str> = failed["data"]
         .as_array()
         .unwrap()
@@ -72,16 +68,7 @@ async fn list_pages_newest_first_with_an_opaque_cursor_and_filters_by_status() {
     .await;
     // Another workspace sees none of them.
     let (_, other) = new_workspace(&app.settings, "other", "scale");
-    let theirs: Value = app
-        .client
-        .get(format!("{}/v1/generations", app.address))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = app.get_json_with_key("/v1/generations", &other).await;
     assert_eq!(theirs["data"], json!([]));
 }
 
@@ -127,12 +114,7 @@ async fn delete_removes_audio_alignment_and_text_but_keeps_the_accounting() {
         .unwrap();
     assert_eq!((text.as_str(), credits), ("", 1));
     assert_eq!(characters, SEED_TEXT.chars().count() as i64);
-    let view: Value = app
-        .get(&format!("/v1/generations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view = app.get_json(&format!("/v1/generations/{id}")).await;
     assert_eq!(view["deleted"], true);
     assert!(view.get("audioUrl").is_none());
     assert_error(
@@ -141,7 +123,7 @@ async fn delete_removes_audio_alignment_and_text_but_keeps_the_accounting() {
         "generation_deleted",
     )
     .await;
-    let usage: Value = app.get("/v1/workspace").await.json().await.unwrap();
+    let usage = app.get_json("/v1/workspace").await;
     assert_eq!(usage["creditsUsed"], 1);
 }
 
@@ -165,4 +147,41 @@ async fn delete_refuses_a_processing_generation_and_another_workspaces_one() {
     assert_error(delete(other).await, 404, "not_found").await;
     let reader = key_with_scopes(&app, &["generations:read"]);
     assert_error(delete(reader).await, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn every_list_reads_limit_and_cursor_alike() {
+    let app = spawn_app().await;
+    let hook = json!({"url": "https://example.com/a", "events": ["generation.completed"]});
+    let hook: Value = app
+        .post_json("/v1/webhooks", &hook)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lists = [
+        "/v1/generations".to_owned(),
+        "/v1/voices".to_owned(),
+        "/v1/webhooks".to_owned(),
+        format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
+    ];
+    for list in &lists {
+        for (query, param, code) in [
+            ("limit=0", "limit", "invalid_parameter"),
+            ("limit=101", "limit", "invalid_parameter"),
+            ("cursor=nonsense", "cursor", "invalid_cursor"),
+        ] {
+            let response = app.get(&format!("{list}?{query}")).await;
+            assert_eq!(response.status().as_u16(), 400, "{list}?{query}");
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["code"], code, "{list}?{query}: {error}");
+            assert_eq!(error["error"]["param"], param, "{list}?{query}: {error}");
+        }
+    }
+    // The default page is 20 items everywhere (the catalog has hundreds).
+    let voices = app.get_json("/v1/voices").await;
+    assert_eq!(voices["data"].as_array().unwrap().len(), 20, "{voices}");
+    assert_eq!(voices["hasMore"], true);
+    let last = voices["data"][19]["id"].as_str().unwrap();
+    assert_eq!(voices["nextCursor"], last);
 }

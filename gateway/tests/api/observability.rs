@@ -7,8 +7,8 @@ use lapin::types::AMQPValue;
 use secrecy::SecretString;
 use serde_json::Value;
 use shared::schema::generations;
-use shared::testing::metric_value;
 use shared::trace::TraceContext;
+use testkit::metric_value;
 
 use crate::helpers::{TestApp, assert_error, connect, settings, spawn_app, spawn_app_with};
 

@@ -173,7 +173,7 @@ async fn health_and_readiness_answer() {
 
     assert_eq!(health.status().as_u16(), 200);
     // Ready once the database, the broker and the key-invalidation listener are up.
-    eventually(10, || async {
+    eventually("the gateway to be ready", || async {
         let ready = app
             .client
             .get(format!("{}/readyz", app.address))

@@ -21,24 +21,17 @@ use crate::helpers::*;
 /// A vowel-like tone at `f0` Hz, amplitude-modulated at `syllables` per second.
 fn voiced_wav(f0: f64, syllables: f64, seconds: f64) -> Vec<u8> {
     let rate = 16_000u32;
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
-    for i in 0..(seconds * f64::from(rate)) as usize {
-        let t = i as f64 / f64::from(rate);
-        let env = (std::f64::consts::PI * syllables * t).sin().powi(2);
-        let tone: f64 = (1..=6)
-            .map(|h| (2.0 * std::f64::consts::PI * f0 * f64::from(h) * t).sin() / f64::from(h))
-            .sum();
-        w.write_sample((tone * env * 8000.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-    out.into_inner()
+    let samples: Vec<i16> = (0..(seconds * f64::from(rate)) as usize)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let env = (std::f64::consts::PI * syllables * t).sin().powi(2);
+            let tone: f64 = (1..=6)
+                .map(|h| (2.0 * std::f64::consts::PI * f0 * f64::from(h) * t).sin() / f64::from(h))
+                .sum();
+            (tone * env * 8000.0) as i16
+        })
+        .collect();
+    testkit::wav(&samples, rate)
 }
 
 const BOUNDARY: &str = "voiceprod-test-boundary";
@@ -562,7 +555,7 @@ async fn uploads_beyond_max_concurrent_uploads_get_503_uploads_busy_with_retry_a
     let mut held = start_upload(&app, &body).await;
     // Generous: on a loaded 2-core machine the held request's handler may
     // take seconds to start.
-    let busy = eventually(30, || async {
+    let busy = eventually("an upload refused as busy", || async {
         let r = post_voice(&app, &app.api_key, small()).await;
         let status = r.status().as_u16();
         if status != 503 {
@@ -585,7 +578,7 @@ async fn uploads_beyond_max_concurrent_uploads_get_503_uploads_busy_with_retry_a
     // A client that goes away mid-body frees its place too.
     let abandoned = start_upload(&app, &body).await;
     drop(abandoned);
-    eventually(10, || async {
+    eventually("an upload accepted again", || async {
         let r = post_voice(&app, &app.api_key, small()).await;
         (r.status().as_u16() == 201).then_some(())
     })

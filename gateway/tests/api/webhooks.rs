@@ -4,8 +4,8 @@
 //! independent `standardwebhooks` crate.
 
 use serde_json::{Value, json};
-use shared::testing::receiver::{Receiver, Reply};
 use standardwebhooks::Webhook;
+use testkit::receiver::{Receiver, Reply};
 
 use crate::helpers::*;
 
@@ -42,7 +42,7 @@ async fn registering_an_endpoint_shows_its_secret_once() {
             .len()
             >= 24
     );
-    let list: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let list = app.get_json("/v1/webhooks").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["id"], created["id"]);
     assert_eq!(list["data"][0]["events"], json!(["generation.completed"]));
@@ -77,7 +77,7 @@ async fn bad_urls_and_events_are_400() {
     for (body, code) in cases {
         assert_error(post_webhook(&app, &body).await, 400, code).await;
     }
-    let list: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let list = app.get_json("/v1/webhooks").await;
     assert!(list["data"].as_array().unwrap().is_empty());
 }
 
@@ -91,16 +91,7 @@ async fn endpoints_of_another_workspace_are_not_listed() {
     .await;
     let (_, other_key) = new_workspace(&app.settings, "other", "scale");
 
-    let theirs: Value = app
-        .client
-        .get(format!("{}/v1/webhooks", app.address))
-        .bearer_auth(other_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = app.get_json_with_key("/v1/webhooks", &other_key).await;
 
     assert!(theirs["data"].as_array().unwrap().is_empty());
 }
@@ -149,7 +140,7 @@ async fn spawn_dispatcher(
     let dispatcher = webhook_dispatcher::Application::build(settings)
         .await
         .unwrap();
-    let stop = dispatcher.stop_token();
+    let stop = dispatcher.shutdown_token();
     tokio::spawn(dispatcher.run_until_stopped());
     stop
 }
@@ -168,7 +159,7 @@ async fn endpoint_can_be_read_patched_and_deleted() {
     let created = create(&app, "https://example.com/a", &["generation.completed"]).await;
     let path = format!("/v1/webhooks/{}", created["id"].as_str().unwrap());
 
-    let got: Value = app.get(&path).await.json().await.unwrap();
+    let got = app.get_json(&path).await;
     assert_eq!(got["url"], "https://example.com/a");
     assert!(got.get("secret").is_none(), "the secret is shown once");
 
@@ -261,12 +252,7 @@ async fn another_workspaces_endpoint_is_404_on_every_route_and_unchanged() {
         .await;
     }
 
-    let mine: Value = app
-        .get(&format!("/v1/webhooks/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mine = app.get_json(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(mine["enabled"], true);
     assert!(mine.get("previousSecretExpiresAt").is_none(), "not rotated");
 }
@@ -308,7 +294,7 @@ async fn bad_inputs_are_400_in_the_envelope_and_change_nothing() {
         let listed = app.get(&format!("/v1/webhooks{query}")).await;
         assert_eq!(listed.status().as_u16(), 400, "{query}");
     }
-    let unchanged: Value = app.get(&path).await.json().await.unwrap();
+    let unchanged = app.get_json(&path).await;
     assert_eq!(unchanged["url"], "https://example.com/a");
     assert_eq!(unchanged["events"], json!(["generation.completed"]));
 }
@@ -345,14 +331,11 @@ async fn endpoints_are_listed_newest_first_in_pages() {
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
 
-    let first: Value = app.get("/v1/webhooks?limit=2").await.json().await.unwrap();
+    let first = app.get_json("/v1/webhooks?limit=2").await;
     let cursor = first["nextCursor"].as_str().unwrap();
-    let second: Value = app
-        .get(&format!("/v1/webhooks?limit=2&cursor={cursor}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second = app
+        .get_json(&format!("/v1/webhooks?limit=2&cursor={cursor}"))
+        .await;
 
     let listed = |page: &Value| -> Vec<String> {
         page["data"]
@@ -416,7 +399,7 @@ async fn private_targets_are_refused_at_registration_unless_allowed() {
     )
     .await;
 
-    let list: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let list = app.get_json("/v1/webhooks").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["url"], "https://93.184.216.34/hooks");
 }
@@ -441,7 +424,7 @@ async fn test_event_arrives_signed_and_shows_in_the_delivery_log() {
     .await;
     assert_eq!(sent.status().as_u16(), 202);
     let sent: Value = sent.json().await.unwrap();
-    let request = eventually(20, || async { receiver.requests().pop() }).await;
+    let request = eventually("the webhook", || async { receiver.requests().pop() }).await;
 
     Webhook::new(secret)
         .unwrap()
@@ -452,7 +435,7 @@ async fn test_event_arrives_signed_and_shows_in_the_delivery_log() {
     assert_eq!(body["event"], "webhook.test");
     assert_eq!(body["data"]["endpointId"], id);
 
-    let log = eventually(20, || async {
+    let log = eventually("the succeeded delivery in the log", || async {
         let page = deliveries(&app, id, "?status=succeeded").await;
         (page["data"].as_array().unwrap().len() == 1).then_some(page)
     })
@@ -496,12 +479,7 @@ async fn after_a_rotation_both_secrets_sign_for_the_overlap() {
             .unwrap();
     let hours = (overlap_until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
     assert!((23 * 60..=24 * 60).contains(&hours), "{hours} minutes");
-    let got: Value = app
-        .get(&format!("/v1/webhooks/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = app.get_json(&format!("/v1/webhooks/{id}")).await;
     assert!(got.get("secret").is_none());
 
     send(
@@ -511,7 +489,7 @@ async fn after_a_rotation_both_secrets_sign_for_the_overlap() {
         None,
     )
     .await;
-    let request = eventually(20, || async { receiver.requests().pop() }).await;
+    let request = eventually("the webhook", || async { receiver.requests().pop() }).await;
 
     let signatures = request.header("webhook-signature").unwrap();
     assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
@@ -549,7 +527,7 @@ async fn manual_retry_resends_a_failed_delivery_with_the_same_webhook_id() {
         None,
     )
     .await;
-    let failed = eventually(20, || async {
+    let failed = eventually("the failed delivery in the log", || async {
         let page = deliveries(&app, id, "?status=failed").await;
         page["data"].as_array().unwrap().first().cloned()
     })
@@ -569,7 +547,7 @@ async fn manual_retry_resends_a_failed_delivery_with_the_same_webhook_id() {
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["status"], "pending");
 
-    let succeeded = eventually(20, || async {
+    let succeeded = eventually("the succeeded delivery in the log", || async {
         let page = deliveries(&app, id, "?status=succeeded").await;
         page["data"].as_array().unwrap().first().cloned()
     })
@@ -628,7 +606,7 @@ async fn retry_sends_a_waiting_delivery_now_is_409_while_in_flight_and_a_disable
         None,
     )
     .await;
-    let pending = eventually(20, || async {
+    let pending = eventually("the pending delivery in the log", || async {
         let page = deliveries(&app, id, "?status=pending").await;
         page["data"]
             .as_array()
@@ -646,7 +624,7 @@ async fn retry_sends_a_waiting_delivery_now_is_409_while_in_flight_and_a_disable
     // Waiting an hour for its retry: sent now instead.
     let retried = send(&app, reqwest::Method::POST, &retry_path, None).await;
     assert_eq!(retried.status().as_u16(), 202);
-    eventually(20, || async {
+    eventually("the second request", || async {
         (receiver.requests().len() == 2).then_some(())
     })
     .await;
@@ -658,7 +636,7 @@ async fn retry_sends_a_waiting_delivery_now_is_409_while_in_flight_and_a_disable
         "delivery_in_flight",
     )
     .await;
-    let done = eventually(20, || async {
+    let done = eventually("the retried delivery to succeed", || async {
         let page = deliveries(&app, id, "?status=succeeded").await;
         page["data"].as_array().unwrap().first().cloned()
     })

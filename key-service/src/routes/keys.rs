@@ -23,7 +23,7 @@ use shared::models::Workspace;
 
 use crate::delegation::{self, Grant};
 use crate::keys::{ApiKey, NewApiKey};
-use crate::startup::State;
+use crate::state::State;
 
 /// Longest rotation grace period: 7 days.
 pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;

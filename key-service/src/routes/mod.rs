@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use shared::http::ApiError;
 use shared::keys_api::{TOUCH_PATH, VERIFY_PATH};
 
-use crate::startup::State;
+use crate::state::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(VERIFY_PATH, web::post().to(verify::verify))

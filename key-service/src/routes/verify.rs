@@ -4,18 +4,16 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use shared::db::Db;
 use shared::http::ApiError;
 use shared::ids::{KeyId, WorkspaceId};
 use shared::keys_api::{VerifiedKey, VerifyRequest};
 
 use crate::keys::ApiKey;
-use crate::startup::State;
+use crate::state::State;
 
 pub async fn verify(
     req: HttpRequest,
     state: web::Data<State>,
-    db: web::Data<Db>,
     body: web::Json<VerifyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     super::require_internal(&req, &state)?;
@@ -26,7 +24,8 @@ pub async fn verify(
             ApiError::bad_request("invalid_parameter", "keyHash must be 64 hex digits")
                 .with_param("keyHash")
         })?;
-    let found = db
+    let found = state
+        .db
         .run(move |conn| ApiKey::find_by_hash(conn, &hash).map_err(shared::db::DbError::from))
         .await?;
     let (key, plan) = found.ok_or_else(|| ApiError::not_found("key"))?;

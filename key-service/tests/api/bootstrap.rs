@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[test]
 fn bootstrap_creates_a_workspace_on_the_plan_and_a_key_with_every_scope() {
-    let settings = shared::testing::test_settings().unwrap();
+    let settings = testkit::test_settings().unwrap();
     let mut conn = connect(&settings);
 
     let out = bootstrap(&mut conn, &settings, "dev", "scale").unwrap();
@@ -36,7 +36,7 @@ fn bootstrap_creates_a_workspace_on_the_plan_and_a_key_with_every_scope() {
 
 #[test]
 fn bootstrap_refuses_an_existing_workspace_and_an_unknown_plan_and_writes_nothing() {
-    let settings = shared::testing::test_settings().unwrap();
+    let settings = testkit::test_settings().unwrap();
     let mut conn = connect(&settings);
     bootstrap(&mut conn, &settings, "dev", "scale").unwrap();
 

@@ -10,7 +10,7 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let settings = shared::testing::test_settings().unwrap();
+    let settings = testkit::test_settings().unwrap();
     let app = key_service::Application::build(settings.clone())
         .await
         .unwrap();

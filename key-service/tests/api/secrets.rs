@@ -14,7 +14,7 @@ fn key_service_migrate(env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn published_secrets_stop_the_service_outside_dev_mode() {
-    let database = shared::testing::fresh_database().unwrap();
+    let database = testkit::fresh_database().unwrap();
     let db = ("VOICEPROD__DATABASE__URL", database.as_str());
 
     // The built-in defaults.

@@ -101,6 +101,37 @@ pub fn usage_by_key(
     .load(conn)
 }
 
+/// One key's use since its workspace's period began (`GET /v1/keys`).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct KeyPeriodUsage {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub api_key_id: Uuid,
+    /// Net credits: charges less refunds.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub credits: i64,
+    /// Generations charged.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub requests: i64,
+}
+
+/// Net credits and generations per key since the workspace's period began
+/// (rolling the period over first); keys with usage only.
+pub fn per_key_this_period(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+) -> QueryResult<Vec<KeyPeriodUsage>> {
+    super::Workspace::roll_over(conn, workspace_id)?;
+    diesel::sql_query(
+        "SELECT u.api_key_id, COALESCE(SUM(u.credits), 0)::BIGINT AS credits, \
+         COUNT(*) FILTER (WHERE u.kind = 'charge') AS requests \
+         FROM usage_events u JOIN workspaces w ON w.id = u.workspace_id \
+         WHERE u.workspace_id = $1 AND u.api_key_id IS NOT NULL AND u.created_at >= w.period_start \
+         GROUP BY u.api_key_id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(workspace_id)
+    .load(conn)
+}
+
 #[derive(QueryableByName)]
 struct Net {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

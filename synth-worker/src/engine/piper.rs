@@ -30,6 +30,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::ffi::Espeak;
 use super::protocol::{PiperRequest, WordMark};
 use super::{EngineRefusal, Synthesis};
+use crate::text::sentences;
 
 /// Silence after each sentence, as Piper's `sentence_silence`.
 const SENTENCE_SILENCE_SECS: f32 = 0.2;
@@ -191,33 +192,6 @@ fn strip_language_marks(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
-}
-
-/// Sentences of `text` as (start, end) character ranges, like Piper's
-/// (espeak-ng ends a sentence at `.`, `!`, `?` before a space, and at line
-/// breaks).
-pub fn sentences(text: &str) -> Vec<(usize, usize)> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i < chars.len() {
-        let c = chars[i];
-        let boundary = c == '\n'
-            || (matches!(c, '.' | '!' | '?' | '…')
-                && chars.get(i + 1).is_none_or(|n| n.is_whitespace()));
-        i += 1;
-        if boundary {
-            out.push((start, i));
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            start = i;
-        }
-    }
-    if start < chars.len() {
-        out.push((start, chars.len()));
-    }
     out
 }
 
@@ -536,16 +510,6 @@ mod tests {
                 (" what".to_owned(), Some('!'))
             ]
         );
-    }
-
-    #[test]
-    fn sentences_end_at_terminal_punctuation_and_line_breaks() {
-        let text = "One. Two!  Three\nFour 3.5 five";
-        let got: Vec<String> = sentences(text)
-            .into_iter()
-            .map(|(s, e)| text.chars().skip(s).take(e - s).collect())
-            .collect();
-        assert_eq!(got, vec!["One.", "Two!", "Three\n", "Four 3.5 five"]);
     }
 
     #[test]

@@ -13,8 +13,8 @@ async fn a_job_published_to_the_jobs_exchange_is_rendered_and_completed() {
     let settings = tokio::task::spawn_blocking(|| settings(2)).await.unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
-    let ctx = app.ctx();
-    let stop = app.cancel_token();
+    let ctx = app.state();
+    let stop = app.shutdown_token();
     let running = tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
     let ws = insert_workspace(&ctx.db, 100).await;

@@ -10,15 +10,15 @@ use shared::alignment::Alignment;
 use shared::amqp::Outcome;
 use shared::settings::Settings;
 use synth_worker::engine::{EnginePool, EngineRequest};
-use synth_worker::{WorkerCtx, handle};
+use synth_worker::{State, handle};
 
 use crate::helpers::*;
 
-async fn ctx_with(engines: usize) -> (Settings, WorkerCtx) {
+async fn ctx_with(engines: usize) -> (Settings, State) {
     let s = tokio::task::spawn_blocking(move || settings(engines))
         .await
         .unwrap();
-    let ctx = WorkerCtx::build(&s).await.expect("worker context");
+    let ctx = State::build(&s).await.expect("worker context");
     (s, ctx)
 }
 

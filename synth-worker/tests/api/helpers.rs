@@ -2,7 +2,6 @@
 //! engine binary, row factories, and a tap on the events exchange.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -14,11 +13,12 @@ use shared::ids::GenerationId;
 use shared::messages::{EventMessage, JobMessage};
 use shared::models::{Generation, NewGeneration, NewWorkspace, Workspace};
 use shared::settings::Settings;
-use synth_worker::WorkerCtx;
+use synth_worker::State;
+pub use testkit::eventually;
 use uuid::Uuid;
 
-pub const SEED: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use testkit::DEADLINE;
+pub use testkit::{SEED_TEXT as SEED, rms};
 
 /// The engine children are this test binary's sibling: the real worker.
 pub fn engine_program() -> PathBuf {
@@ -26,15 +26,15 @@ pub fn engine_program() -> PathBuf {
 }
 
 pub fn settings(engines: usize) -> Settings {
-    let mut s = shared::testing::test_settings().expect("test settings");
+    let mut s = testkit::test_settings().expect("test settings");
     s.worker.engines = engines;
     s.worker.engine_program = Some(engine_program());
     s
 }
 
-pub async fn ctx() -> (Settings, WorkerCtx) {
+pub async fn ctx() -> (Settings, State) {
     let s = tokio::task::spawn_blocking(|| settings(1)).await.unwrap();
-    let ctx = WorkerCtx::build(&s).await.expect("worker context");
+    let ctx = State::build(&s).await.expect("worker context");
     (s, ctx)
 }
 
@@ -184,7 +184,7 @@ impl EventTap {
 
 /// Publishes a marker after which nothing else may have been published:
 /// reading up to it proves the absence of an event without waiting.
-pub async fn publish_sentinel(ctx: &WorkerCtx) -> String {
+pub async fn publish_sentinel(ctx: &State) -> String {
     let marker = Uuid::new_v4().to_string();
     let exchange = ctx.broker.topology().events_exchange();
     ctx.publisher
@@ -197,25 +197,4 @@ pub async fn publish_sentinel(ctx: &WorkerCtx) -> String {
         .await
         .unwrap();
     marker
-}
-
-/// Polls `check` until it returns `Some`, or panics at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub fn rms(samples: &[i16]) -> f64 {
-    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / samples.len().max(1) as f64).sqrt()
 }

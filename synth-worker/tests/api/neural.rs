@@ -5,10 +5,11 @@
 
 use shared::formats::AudioFormat;
 use shared::voices;
-use synth_worker::WorkerCtx;
+use synth_worker::State;
 use synth_worker::engine::Espeak;
-use synth_worker::engine::piper::{ModelConfig, clauses, sentence_phonemes, sentences};
+use synth_worker::engine::piper::{ModelConfig, clauses, sentence_phonemes};
 use synth_worker::render;
+use synth_worker::text::sentences;
 
 use crate::helpers::*;
 
@@ -25,7 +26,7 @@ fn row(text: &str, speed: f32, ssml: bool) -> shared::models::Generation {
 }
 
 /// Milliseconds of audio the neural voice renders for `text`.
-async fn duration_ms(ctx: &WorkerCtx, text: &str, speed: f32, ssml: bool) -> i64 {
+async fn duration_ms(ctx: &State, text: &str, speed: f32, ssml: bool) -> i64 {
     let voice = voices::preset(voices::DEFAULT_VOICE_ID).unwrap();
     let plan = render::plan(&row(text, speed, ssml), &voice.voice, &ctx.voices_dir).unwrap();
     assert!(plan.neural);
@@ -84,7 +85,7 @@ async fn a_worker_without_the_default_model_refuses_to_start_and_names_the_fetch
     let empty = std::env::temp_dir().join(format!("no-voices-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&empty).unwrap();
     s.piper.voices_dir = empty.clone();
-    let error = WorkerCtx::build(&s)
+    let error = State::build(&s)
         .await
         .err()
         .expect("the worker must not start");
@@ -94,11 +95,8 @@ async fn a_worker_without_the_default_model_refuses_to_start_and_names_the_fetch
     assert!(message.contains(&empty.display().to_string()), "{message}");
 
     let mut s = tokio::task::spawn_blocking(|| settings(1)).await.unwrap();
-    s.piper.onnxruntime = empty.join("libonnxruntime.so.1.32.0");
-    let message = format!(
-        "{:#}",
-        WorkerCtx::build(&s).await.err().expect("no runtime")
-    );
+    s.piper.onnxruntime = empty.join(shared::settings::ONNXRUNTIME_LIB);
+    let message = format!("{:#}", State::build(&s).await.err().expect("no runtime"));
     assert!(message.contains("deploy/fetch-models"), "{message}");
     assert!(message.contains("libonnxruntime.so"), "{message}");
 }

@@ -31,14 +31,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::context::Context;
 use crate::schedule::{next_delay, random_jitter, retry_after_secs};
+use crate::state::State;
 use recorder::Recorder;
 use send::Attempt;
 use store::{AttemptLog, Claimed, Outcome, Verdict};
 
 /// Runs until `cancel` fires, then waits for the sends in flight.
-pub async fn run(ctx: Context, cancel: CancellationToken) {
+pub async fn run(ctx: State, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.config.concurrency));
     let (recorder, recording) = Recorder::start(ctx.clone());
     let mut in_flight = JoinSet::new();
@@ -108,7 +108,7 @@ pub async fn run(ctx: Context, cancel: CancellationToken) {
 
 type Batch = Vec<(Claimed, Option<WebhookEndpoint>)>;
 
-async fn claim(ctx: &Context, limit: i64) -> Result<Batch, shared::db::DbError> {
+async fn claim(ctx: &State, limit: i64) -> Result<Batch, shared::db::DbError> {
     let lease_ms = i64::try_from(ctx.config.lease.as_millis()).unwrap_or(i64::MAX);
     ctx.db
         .run(move |conn| {
@@ -132,7 +132,7 @@ async fn claim(ctx: &Context, limit: i64) -> Result<Batch, shared::db::DbError> 
 /// Sends one claimed delivery and records the outcome; holds `_slot` until
 /// the outcome is committed.
 async fn deliver(
-    ctx: Context,
+    ctx: State,
     recorder: Recorder,
     claimed: Claimed,
     endpoint: Option<WebhookEndpoint>,
@@ -186,7 +186,7 @@ async fn deliver(
 }
 
 async fn attempt(
-    ctx: &Context,
+    ctx: &State,
     claimed: &Claimed,
     endpoint: Option<WebhookEndpoint>,
 ) -> (AttemptLog, Verdict) {
@@ -240,7 +240,7 @@ async fn attempt(
 }
 
 /// 2xx succeeds, 410 disables, anything else is retried on the schedule.
-fn verdict(ctx: &Context, attempts: i32, result: &Attempt) -> Verdict {
+fn verdict(ctx: &State, attempts: i32, result: &Attempt) -> Verdict {
     if result.is_success() && result.error.is_none() {
         return Verdict::Succeeded;
     }

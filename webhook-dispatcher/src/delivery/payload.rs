@@ -13,7 +13,7 @@ use serde::Serialize;
 use shared::messages::Event;
 use shared::signing::{SigningError, audio_url, webhook_signature_header};
 
-use crate::context::DeliveryConfig;
+use crate::state::DeliveryConfig;
 
 /// The body, field order as docs/api.md shows it.
 #[derive(Serialize)]

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::store::{self, Outcome};
-use crate::context::Context;
+use crate::state::State;
 
 /// Outcomes per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -62,7 +62,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(ctx: Context) -> (Self, JoinHandle<()>) {
+    pub fn start(ctx: State) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self { tx }, tokio::spawn(run(ctx, rx)))
     }
@@ -80,14 +80,14 @@ impl Recorder {
     }
 }
 
-async fn run(ctx: Context, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(ctx: State, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit(&ctx, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn commit(ctx: &Context, batch: Vec<Pending>) {
+async fn commit(ctx: &State, batch: Vec<Pending>) {
     let (outcomes, waiters): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.outcome, p.done)).unzip();
     let days = ctx.config.disable_after_failing_days;

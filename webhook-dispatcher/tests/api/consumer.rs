@@ -18,7 +18,7 @@ fn incoming(message: &EventMessage, redelivered: bool) -> Incoming {
 #[tokio::test]
 async fn unparseable_event_is_rejected() {
     let env = TestEnv::new().await;
-    let ctx = env.context();
+    let ctx = env.state();
     for data in [
         b"not json".to_vec(),
         br#"{"type":"event.v9","id":"msg_1"}"#.to_vec(),
@@ -40,7 +40,7 @@ async fn unparseable_event_is_rejected() {
 #[tokio::test]
 async fn redelivered_event_creates_no_second_delivery() {
     let env = TestEnv::new().await;
-    let ctx = env.context();
+    let ctx = env.state();
     let ws = env.workspace().await;
     env.endpoint(ws, "/a", &["generation.failed"]).await;
     env.endpoint(ws, "/b", &["generation.failed"]).await;
@@ -69,7 +69,7 @@ async fn redelivered_event_creates_no_second_delivery() {
 #[tokio::test]
 async fn only_enabled_subscribed_endpoints_of_the_workspace_get_deliveries() {
     let env = TestEnv::new().await;
-    let ctx = env.context();
+    let ctx = env.state();
     let ws = env.workspace().await;
     let other_ws = env.workspace().await;
     let (subscribed, _) = env
@@ -98,7 +98,7 @@ async fn event_is_requeued_when_the_database_is_down() {
         s.database.pool_timeout_ms = 200;
     })
     .await;
-    let ctx = env.context();
+    let ctx = env.state();
     let e = event(
         shared::ids::WorkspaceId::new(),
         EventType::VoiceReady,
@@ -114,7 +114,7 @@ async fn event_is_requeued_when_the_database_is_down() {
 #[tokio::test]
 async fn test_event_goes_to_its_one_target_endpoint_only() {
     let env = TestEnv::new().await;
-    let ctx = env.context();
+    let ctx = env.state();
     let ws = env.workspace().await;
     let (target, _) = env.endpoint(ws, "/a", &["generation.completed"]).await;
     env.endpoint(ws, "/b", &["generation.completed"]).await;

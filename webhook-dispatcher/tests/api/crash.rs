@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use shared::db::DbError;
 use shared::messages::EventType;
 use shared::schema::webhook_attempts as a;
-use shared::testing::receiver::{Receiver, Reply};
+use testkit::receiver::{Receiver, Reply};
 use tokio_util::sync::CancellationToken;
 use webhook_dispatcher::consumer::fan_out;
 
@@ -43,7 +43,7 @@ async fn dispatcher_killed_mid_delivery_loses_nothing() {
     let ws = env.workspace().await;
     env.endpoint(ws, "/hooks", &["generation.completed"]).await;
     let e = event(ws, EventType::GenerationCompleted, serde_json::json!({}));
-    let first = env.context();
+    let first = env.state();
     assert_eq!(fan_out(&first, e.clone()).await.unwrap(), 1);
     let crashing = tokio::spawn(webhook_dispatcher::delivery::run(
         first,

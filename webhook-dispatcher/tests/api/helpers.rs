@@ -2,9 +2,6 @@
 //! `spawn_app` starts a dispatcher on them in-process. Rows the gateway
 //! would create (workspaces, endpoints) are inserted directly.
 
-use std::future::Future;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use shared::amqp::{Broker, Publisher};
@@ -20,9 +17,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use webhook_dispatcher::Application;
 
-use shared::testing::receiver::Receiver;
-
-const DEADLINE: Duration = Duration::from_secs(20);
+pub use testkit::eventually;
+use testkit::receiver::Receiver;
 
 pub struct TestEnv {
     pub settings: Settings,
@@ -63,7 +59,7 @@ impl TestEnv {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = tokio::task::spawn_blocking(shared::testing::test_settings)
+        let mut settings = tokio::task::spawn_blocking(testkit::test_settings)
             .await
             .unwrap()
             .unwrap();
@@ -81,13 +77,13 @@ impl TestEnv {
     pub async fn spawn_app(&self) -> RunningApp {
         let app = Application::build(self.settings.clone()).await.unwrap();
         let port = app.port();
-        let stop = app.stop_token();
+        let stop = app.shutdown_token();
         let task = tokio::spawn(app.run_until_stopped());
         RunningApp { port, stop, task }
     }
 
-    pub fn context(&self) -> webhook_dispatcher::Context {
-        webhook_dispatcher::Context::new(&self.settings).unwrap()
+    pub fn state(&self) -> webhook_dispatcher::State {
+        webhook_dispatcher::State::new(&self.settings).unwrap()
     }
 
     pub async fn workspace(&self) -> WorkspaceId {
@@ -258,23 +254,4 @@ pub fn completed_event(ws: WorkspaceId) -> Event {
     );
     e.audio_of = Some(generation);
     e
-}
-
-/// Polls `check` until it yields a value, failing the test at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }

@@ -48,7 +48,7 @@ async fn claimed_delivery_is_invisible_until_its_lease_ends_and_then_reclaimed()
     let ws = env.workspace().await;
     env.endpoint(ws, "/hooks", &["voice.ready"]).await;
     let e = event(ws, EventType::VoiceReady, serde_json::json!({}));
-    assert_eq!(fan_out(&env.context(), e.clone()).await.unwrap(), 1);
+    assert_eq!(fan_out(&env.state(), e.clone()).await.unwrap(), 1);
 
     let first = claim(&env, 60_000).await;
     assert_eq!(first.len(), 1);
@@ -89,7 +89,7 @@ async fn a_batch_records_each_outcome_under_its_own_lease() {
         .map(|_| event(ws, EventType::VoiceReady, serde_json::json!({})))
         .collect();
     for e in &events {
-        assert_eq!(fan_out(&env.context(), e.clone()).await.unwrap(), 1);
+        assert_eq!(fan_out(&env.state(), e.clone()).await.unwrap(), 1);
     }
     let claimed = claim(&env, 60_000).await;
     assert_eq!(claimed.len(), 3);

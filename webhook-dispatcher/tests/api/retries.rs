@@ -5,7 +5,7 @@ use shared::messages::EventType;
 use standardwebhooks::Webhook;
 
 use crate::helpers::{TestEnv, event};
-use shared::testing::receiver::Reply;
+use testkit::receiver::Reply;
 
 async fn env_with_schedule(schedule: Vec<u64>) -> TestEnv {
     TestEnv::with(|s| s.dispatcher.retry_schedule_secs = schedule).await

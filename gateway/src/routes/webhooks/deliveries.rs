@@ -11,10 +11,11 @@ use shared::models::{Requeue, WebhookAttempt, WebhookDelivery};
 
 use super::endpoint_id;
 use super::endpoints::{endpoint_disabled, find};
-use super::views::{DeliveryView, PageView};
+use super::views::DeliveryView;
 use crate::auth::Principal;
 use crate::domain::webhook_request::DeliveryPageQuery;
-use crate::startup::State;
+use crate::pagination::PageView;
+use crate::state::State;
 
 /// The deliveries of this endpoint, newest first, each with its attempts.
 #[utoipa::path(

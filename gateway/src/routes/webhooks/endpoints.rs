@@ -13,11 +13,12 @@ use shared::messages::{Event, EventMessage, EventType, WebhookTestData};
 use shared::models::{EndpointChanges, NewWebhookEndpoint, WebhookEndpoint};
 use shared::signing::generate_webhook_secret;
 
-use super::views::{EndpointView, PageView};
+use super::views::EndpointView;
 use super::{check_target, endpoint_id, not_found};
 use crate::auth::Principal;
 use crate::domain::webhook_request::{CreateWebhook, EndpointPageQuery, UpdateWebhook};
-use crate::startup::State;
+use crate::pagination::PageView;
+use crate::state::State;
 
 /// After a rotation the previous secret keeps signing this long (docs/webhooks.md).
 pub const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);

@@ -18,7 +18,7 @@ use shared::http::ApiError;
 use shared::ids::WebhookId;
 use shared::targets::TargetPolicy;
 
-use crate::startup::State;
+use crate::state::State;
 
 /// How long the registration check waits for DNS before letting the
 /// delivery-time check decide.

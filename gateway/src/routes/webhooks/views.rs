@@ -1,6 +1,6 @@
 //! What the webhook routes answer: endpoints (never with a secret, but for
-//! the answers that issue one), deliveries with their attempts, and pages
-//! `{ "data", "hasMore", "nextCursor" }`.
+//! the answers that issue one) and deliveries with their attempts (pages of
+//! them are `crate::pagination::PageView`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -116,40 +116,6 @@ impl DeliveryView {
                     created_at: a.created_at,
                 })
                 .collect(),
-        }
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PageView<T> {
-    data: Vec<T>,
-    has_more: bool,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
-}
-
-impl<T> PageView<T> {
-    /// `rows` were loaded with `limit + 1`: the extra one only says there is
-    /// more, and the last one kept is the cursor of the next page.
-    pub fn new<R>(
-        mut rows: Vec<R>,
-        limit: i64,
-        cursor_of: impl Fn(&R) -> String,
-        view: impl FnMut(R) -> T,
-    ) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let has_more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = if has_more {
-            rows.last().map(cursor_of)
-        } else {
-            None
-        };
-        Self {
-            data: rows.into_iter().map(view).collect(),
-            has_more,
-            next_cursor,
         }
     }
 }

@@ -1,12 +1,14 @@
-//! What the consumer and the delivery loop share: the pool, the HTTP client,
-//! the wake-up signal and the delivery settings. Built once per
-//! `Application` from explicit `Settings`, so tests can run several.
+//! [`State`]: what the consumer, the delivery loop and readiness share: the
+//! pool, the broker, the HTTP client, the wake-up signal and the delivery
+//! settings. Built once per `Application` from explicit `Settings`, so
+//! tests can run several.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::SecretString;
+use shared::amqp::Broker;
 use shared::db::Db;
 use shared::metrics::Metrics;
 use shared::settings::Settings;
@@ -74,8 +76,10 @@ impl DeliveryConfig {
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
-pub struct Context {
+pub struct State {
     pub db: Db,
+    /// Connected on first use (the consumer), so building connects nothing.
+    pub broker: Arc<Broker>,
     pub client: reqwest::Client,
     /// Notified when new deliveries are committed, so they go out at once
     /// instead of at the next poll.
@@ -85,16 +89,18 @@ pub struct Context {
     pub metrics: Metrics,
 }
 
-impl Context {
+impl State {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let config = DeliveryConfig::from_settings(settings)?;
         let client = http_client(&config, settings.dispatcher.request_timeout_ms)?;
+        let metrics = Metrics::new(settings.telemetry.metrics_token.clone());
         Ok(Self {
             db: Db::new(&settings.database),
+            broker: Broker::with_metrics(&settings.amqp, "webhook-dispatcher", metrics.clone()),
             client,
             wake: Arc::new(Notify::new()),
             config: Arc::new(config),
-            metrics: Metrics::new(settings.telemetry.metrics_token.clone()),
+            metrics,
         })
     }
 }

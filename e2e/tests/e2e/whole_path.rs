@@ -8,97 +8,13 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::settings::Settings;
-use shared::testing::receiver::Receiver;
 use standardwebhooks::Webhook;
+use testkit::eventually_within;
+use testkit::receiver::Receiver;
 
-use crate::helpers::{SEED, rms, settings};
+use crate::helpers::{SEED, rms, settings, start_stack};
 
 const EVENT_DEADLINE: Duration = Duration::from_secs(60);
-
-pub struct Stack {
-    pub gateway: String,
-    /// Base URLs of the other services' own HTTP servers (health, metrics).
-    pub key_service: String,
-    pub worker: String,
-    pub dispatcher: String,
-    pub api_key: String,
-    pub client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts key-service, gateway, synth-worker and webhook-dispatcher on one
-/// fresh database and topology, and bootstraps a `scale` workspace.
-pub async fn start_stack(mut settings: Settings) -> Stack {
-    let keys = key_service::Application::build(settings.clone())
-        .await
-        .unwrap();
-    settings.gateway.key_service_url = format!("http://127.0.0.1:{}", keys.port());
-    let key_service = settings.gateway.key_service_url.clone();
-    tokio::spawn(keys.run_until_stopped());
-    // The gateway's public URL must be known to the dispatcher, which signs
-    // it into `audioUrl`, so the gateway gets a port chosen up front.
-    settings.gateway.port = free_port();
-    settings.gateway.public_base_url = format!("http://127.0.0.1:{}", settings.gateway.port);
-    let gateway = gateway::Application::build(settings.clone()).await.unwrap();
-    tokio::spawn(gateway.run_until_stopped());
-    let worker = synth_worker::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let worker_url = format!("http://127.0.0.1:{}", worker.port());
-    tokio::spawn(worker.run_until_stopped());
-    let dispatcher = webhook_dispatcher::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let dispatcher_url = format!("http://127.0.0.1:{}", dispatcher.port());
-    tokio::spawn(dispatcher.run_until_stopped());
-
-    let s = settings.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut conn =
-            diesel::Connection::establish(secrecy::ExposeSecret::expose_secret(&s.database.url))
-                .unwrap();
-        key_service::bootstrap::bootstrap(&mut conn, &s, "acme", "scale").unwrap()
-    })
-    .await
-    .unwrap();
-    Stack {
-        gateway: settings.gateway.public_base_url.clone(),
-        key_service,
-        worker: worker_url,
-        dispatcher: dispatcher_url,
-        api_key: out.api_key,
-        client: reqwest::Client::new(),
-    }
-}
-
-impl Stack {
-    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.api_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .unwrap()
-    }
-}
 
 #[tokio::test]
 async fn seed_request_travels_the_whole_path_and_arrives_as_a_signed_webhook_with_playable_audio() {
@@ -128,17 +44,10 @@ async fn seed_request_travels_the_whole_path_and_arrives_as_a_signed_webhook_wit
     assert_eq!(accepted["status"], "processing");
 
     // The webhook arrives, signed.
-    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-    let delivered = loop {
-        if let Some(r) = receiver.requests().into_iter().next() {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no webhook within {EVENT_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let delivered = eventually_within(EVENT_DEADLINE, "the webhook", || async {
+        receiver.requests().into_iter().next()
+    })
+    .await;
     Webhook::new(&secret)
         .unwrap()
         .verify(&delivered.body, &delivered.header_map())
@@ -197,12 +106,7 @@ async fn seed_request_travels_the_whole_path_and_arrives_as_a_signed_webhook_wit
     assert!(rms > 300.0, "RMS {rms}: silence");
 
     // The API agrees, and serves the same bytes with the key.
-    let got: Value = stack
-        .get(&format!("/v1/generations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = stack.get_json(&format!("/v1/generations/{id}")).await;
     assert_eq!(got["status"], "completed");
     assert_eq!(got["durationMs"], duration_ms);
     let with_key = stack.get(&format!("/v1/generations/{id}/audio")).await;

@@ -3,32 +3,16 @@
 //! renders in those voices are measured — the first lower and slower.
 //! Also: the word timestamps of a real render through the gateway.
 
-use std::io::Cursor;
-
 use serde_json::{Value, json};
 use shared::voices::analysis;
 use synth_worker::engine::{EnginePool, EngineRequest};
 
-use crate::e2e::{Stack, start_stack};
-use crate::helpers::{SEED, engine_program, eventually, settings};
+use testkit::stack::Stack;
+use testkit::{eventually, wav};
+
+use crate::helpers::{SEED, engine_program, settings, start_stack};
 
 const BOUNDARY: &str = "voiceprod-cloning-test";
-
-fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
-    for &s in samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-    out.into_inner()
-}
 
 async fn clone_voice(stack: &Stack, name: &str, sample: Vec<u8>) -> Value {
     let mut body = format!(
@@ -66,12 +50,7 @@ async fn generate(stack: &Stack, voice: &str, text: &str) -> (String, Value) {
         .unwrap();
     let id = accepted["id"].as_str().unwrap().to_owned();
     let done = eventually("the generation to complete", || async {
-        let g: Value = stack
-            .get(&format!("/v1/generations/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let g = stack.get_json(&format!("/v1/generations/{id}")).await;
         (g["status"] != "processing").then_some(g)
     })
     .await;
@@ -143,12 +122,9 @@ async fn a_voice_cloned_from_a_low_slow_sample_renders_lower_and_slower_than_one
     assert!(low_ms > high_ms * 1.4, "low {low_ms} ms, high {high_ms} ms");
 
     // The word timestamps of that render, through the gateway.
-    let alignment: Value = stack
-        .get(&format!("/v1/generations/{low_id}/alignment"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let alignment = stack
+        .get_json(&format!("/v1/generations/{low_id}/alignment"))
+        .await;
     let words = alignment["words"].as_array().unwrap();
     assert_eq!(words.len(), text.split_whitespace().count());
     assert!(words.last().unwrap()["endMs"].as_f64().unwrap() <= low_ms);

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::settings::LogFormat;
+use shared::settings::LogFormat;
 
 #[derive(Default)]
 struct Shared {
@@ -19,7 +19,7 @@ fn shared() -> &'static Arc<Mutex<Shared>> {
     SHARED.get_or_init(|| {
         let shared = Arc::new(Mutex::new(Shared::default()));
         // Info, whatever RUST_LOG says: the lines checked are info lines.
-        crate::telemetry::init_with(
+        shared::telemetry::init_with(
             tracing_subscriber::EnvFilter::new("info"),
             LogFormat::Json,
             Capture {

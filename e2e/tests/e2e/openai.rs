@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::e2e::start_stack;
-use crate::helpers::{SEED, rms, settings};
+use testkit::stack::Stack;
 
-async fn workspace_credits_used(stack: &crate::e2e::Stack) -> i64 {
-    let w: Value = stack.get("/v1/workspace").await.json().await.unwrap();
+use crate::helpers::{SEED, rms, settings, start_stack};
+
+async fn workspace_credits_used(stack: &Stack) -> i64 {
+    let w = stack.get_json("/v1/workspace").await;
     w["creditsUsed"].as_i64().unwrap()
 }
 
@@ -42,12 +43,7 @@ async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
     assert!(rms > 300.0, "RMS {rms}: silence");
 
     // An ordinary generation: listed, completed, charged once.
-    let got: Value = stack
-        .get(&format!("/v1/generations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = stack.get_json(&format!("/v1/generations/{id}")).await;
     assert_eq!(got["status"], "completed");
     // alloy is Kokoro's Alloy where its pack is installed, else Joe.
     assert_eq!(
@@ -55,7 +51,7 @@ async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
         gateway::routes::openai::resolve_voice("alloy").as_str()
     );
     assert_eq!(got["format"], "wav");
-    let listed: Value = stack.get("/v1/generations").await.json().await.unwrap();
+    let listed = stack.get_json("/v1/generations").await;
     assert_eq!(listed["data"][0]["id"], id.as_str());
     assert_eq!(workspace_credits_used(&stack).await, 1);
 }
@@ -168,12 +164,7 @@ async fn speech_times_out_with_504_and_the_generation_which_finishes_charged_onc
     // The generation goes on, completes, and is charged exactly once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let got: Value = stack
-            .get(&format!("/v1/generations/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let got = stack.get_json(&format!("/v1/generations/{id}")).await;
         if got["status"] == "completed" {
             break;
         }

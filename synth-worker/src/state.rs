@@ -1,4 +1,4 @@
-//! [`WorkerCtx`]: everything a job needs — database, broker publisher,
+//! [`State`]: everything a job needs — database, broker publisher,
 //! object store and the engine pool — built once from `Settings`.
 //!
 //! Reads `database.*`, `amqp.*`, `storage.root`, `worker.engines` (0 = one
@@ -23,7 +23,7 @@ use shared::voices;
 use crate::engine::EnginePool;
 use crate::engine::server::EngineArgs;
 
-pub struct WorkerCtx {
+pub struct State {
     pub db: Db,
     pub broker: Arc<Broker>,
     pub publisher: Publisher,
@@ -69,7 +69,7 @@ pub fn check_models(settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
-impl WorkerCtx {
+impl State {
     /// Opens the store and starts the engine processes. The database and
     /// broker are connected lazily, so this succeeds while they are down.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {

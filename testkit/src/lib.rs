@@ -1,17 +1,52 @@
-//! Test support shared by every crate's integration tests (feature
-//! `testing`): a fresh, migrated database per test and a unique AMQP
-//! prefix, so tests run in parallel on the one PostgreSQL and RabbitMQ;
-//! a real HTTP receiver standing in for a customer's webhook endpoint; and
-//! a capture of the JSON log lines.
+//! The test kit of every crate's integration tests, the end-to-end tests
+//! and the benchmarks (a dev-dependency; the bench links it as it runs
+//! these stacks): a fresh, migrated database per test and a unique AMQP
+//! prefix ([`test_settings`]), so tests run in parallel on the one
+//! PostgreSQL and RabbitMQ; the services started in-process on them
+//! ([`stack::Stack`]); a real HTTP receiver standing in for a customer's
+//! webhook endpoint ([`receiver`]); a capture of the JSON log lines
+//! ([`logs`]); and [`eventually`], the one way a test waits for an effect.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod logs;
 pub mod receiver;
+pub mod stack;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
-use crate::settings::Settings;
+use shared::settings::{ONNXRUNTIME_LIB, Settings};
+
+/// The seed request's text (docs/api.md), what most tests render.
+pub const SEED_TEXT: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
+
+/// The root mean square of 16-bit samples: above ~300 is speech, not
+/// silence, at the levels the engines render.
+pub fn rms(samples: &[i16]) -> f64 {
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / samples.len().max(1) as f64).sqrt()
+}
+
+/// `samples` as a mono 16-bit WAV file at `rate` Hz (an upload's sample).
+pub fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
 
 /// The server tests run against (`VOICEPROD_TEST_DATABASE_URL`, default
 /// the local PostgreSQL's `postgres` database).
@@ -64,8 +99,17 @@ pub fn fresh_database() -> anyhow::Result<String> {
     url.set_path(&name);
     let url = url.to_string();
     let mut conn = PgConnection::establish(&url)?;
-    crate::db::run_migrations(&mut conn)?;
+    shared::db::run_migrations(&mut conn)?;
     Ok(url)
+}
+
+/// The models `deploy/fetch-models` put in the repository's `.cache/models`,
+/// or `VOICEPROD_MODELS_DIR` when set (as `deploy/fetch-models` reads it).
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("VOICEPROD_MODELS_DIR") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"),
+    }
 }
 
 /// Default settings pointed at a fresh database, a unique queue prefix,
@@ -91,10 +135,9 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.worker.port = 0;
     s.dispatcher.port = 0;
     s.worker.engines = 1;
-    // The models `deploy/fetch-models` put in the repository's .cache.
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models");
+    let models = models_dir();
     s.piper.voices_dir = models.join("voices");
-    s.piper.onnxruntime = models.join("onnxruntime/libonnxruntime.so.1.32.0");
+    s.piper.onnxruntime = models.join("onnxruntime").join(ONNXRUNTIME_LIB);
     s.dispatcher.poll_interval_ms = 100;
     // Tests deliver to a receiver on 127.0.0.1, as the dev stack does.
     s.webhooks.allowed_target_cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
@@ -124,4 +167,37 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
                 });
             matches.then(|| value.parse().ok()).flatten()
         })
+}
+
+/// How long [`eventually`] waits.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 25 ms until it returns `Some`, and panics naming
+/// `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with a deadline of its own: for a test whose point is
+/// that the effect comes within `deadline`.
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::testing::logs::Watch;
-use shared::testing::metric_value;
-use shared::testing::receiver::Receiver;
 use shared::trace::TraceContext;
+use testkit::eventually_within;
+use testkit::logs::Watch;
+use testkit::metric_value;
+use testkit::receiver::Receiver;
 
-use crate::e2e::start_stack;
-use crate::helpers::settings;
+use crate::helpers::{settings, start_stack};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -93,14 +93,10 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
         .to_str()
         .unwrap()
         .to_owned();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let delivered = loop {
-        if let Some(r) = receiver.requests().into_iter().next() {
-            break r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no webhook");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let delivered = eventually_within(DEADLINE, "the webhook", || async {
+        receiver.requests().into_iter().next()
+    })
+    .await;
 
     // The webhook continues the caller's trace, from a span of its own.
     let traceparent = delivered
@@ -190,7 +186,7 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
     assert!(verified >= 1.0, "{keys}");
 
     let worker = wait_for_metric(
-        &stack.worker,
+        stack.worker.as_deref().unwrap(),
         "voiceprod_messages_consumed_total",
         &[("queue", "synth.jobs"), ("outcome", "ack")],
         1.0,
@@ -220,7 +216,7 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
     assert!(lag.is_some_and(|s| (0.0..60.0).contains(&s)), "{worker}");
 
     let dispatcher = wait_for_metric(
-        &stack.dispatcher,
+        stack.dispatcher.as_deref().unwrap(),
         "voiceprod_webhook_attempts_total",
         &[("outcome", "succeeded")],
         1.0,
