@@ -11,6 +11,7 @@ pub mod engine;
 pub mod events;
 pub mod relay;
 pub mod render;
+pub mod speaker;
 pub mod startup;
 pub mod text;
 
