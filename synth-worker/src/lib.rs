@@ -10,6 +10,7 @@ pub mod engine;
 pub mod events;
 pub mod relay;
 pub mod render;
+pub mod speaker;
 pub mod startup;
 pub mod state;
 pub mod text;
