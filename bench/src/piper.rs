@@ -55,6 +55,8 @@ async fn pool(processes: usize, threads: usize) -> anyhow::Result<EnginePool> {
     let args = EngineArgs {
         onnxruntime: Some(models().join("onnxruntime/libonnxruntime.so.1.32.0")),
         threads,
+        kokoro: None,
+        kokoro_batch_tokens: None,
     };
     Ok(EnginePool::start_with_args(std::env::current_exe()?, args.to_args(), processes).await?)
 }

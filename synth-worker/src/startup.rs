@@ -55,7 +55,8 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        let engines = u16::try_from(ctx.engines.size() + ctx.neural.size()).unwrap_or(u16::MAX);
+        let engines = u16::try_from(ctx.engines.size() + ctx.neural.size() + ctx.kokoro.size())
+            .unwrap_or(u16::MAX);
         let prefetch = engines
             .saturating_mul(settings.worker.prefetch_per_engine)
             .max(1);
@@ -119,6 +120,7 @@ impl Application {
         relay.await.context("The event relay task failed")?;
         ctx.engines.shutdown().await;
         ctx.neural.shutdown().await;
+        ctx.kokoro.shutdown().await;
         let served = match served {
             Some(result) => result,
             None => {
@@ -138,8 +140,9 @@ impl Application {
 async fn readyz(ctx: web::Data<WorkerCtx>) -> HttpResponse {
     ctx.engines.revive().await;
     ctx.neural.revive().await;
-    let alive = ctx.engines.alive() + ctx.neural.alive();
-    let size = ctx.engines.size() + ctx.neural.size();
+    ctx.kokoro.revive().await;
+    let alive = ctx.engines.alive() + ctx.neural.alive() + ctx.kokoro.alive();
+    let size = ctx.engines.size() + ctx.neural.size() + ctx.kokoro.size();
     if alive < size {
         tracing::warn!(alive, size, "readiness: engine processes down");
         return HttpResponse::ServiceUnavailable()

@@ -95,6 +95,7 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models");
     s.piper.voices_dir = models.join("voices");
     s.piper.onnxruntime = models.join("onnxruntime/libonnxruntime.so.1.32.0");
+    s.kokoro.dir = models.join("kokoro");
     s.dispatcher.poll_interval_ms = 100;
     // Tests deliver to a receiver on 127.0.0.1, as the dev stack does.
     s.webhooks.allowed_target_cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];

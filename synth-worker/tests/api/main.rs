@@ -9,6 +9,7 @@ mod consumer;
 mod e2e;
 mod engine;
 mod helpers;
+mod kokoro;
 mod neural;
 mod observability;
 mod openai;
