@@ -12,9 +12,9 @@
 //!    token ids of our own phonemiser for the same text, one inference
 //!    per batch, the same intra-op threads. It does no phonemisation and
 //!    no encoding, so the ratio is our whole path against the bare model.
-//! 3. Variants tried to beat it: one sentence per inference (no packing),
-//!    full 510-token batches, and two processes of one thread with two
-//!    jobs at once. The model comes as int8 only (no fp32 export ships in
+//! 3. Variants tried to beat it (with `VOICEPROD_BENCH_KOKORO_VARIANTS=1`):
+//!    one sentence per inference (no packing), full 510-token batches, and
+//!    two processes of one thread with two jobs at once. The model comes as int8 only (no fp32 export ships in
 //!    a package), so int8 against fp32 is not measured.
 //! 4. First audio for a 100-character text, cold (a fresh process: model
 //!    load included) and warm; memory (RSS idle, loaded, peak VmHWM).
@@ -36,6 +36,8 @@ use crate::report;
 const PARAGRAPH: &str = "The old lighthouse keeper climbed the winding stairs every evening, carrying a lantern and a small notebook. He wrote down the color of the sky, the direction of the wind, and the names of the ships that passed. Over forty years, the notebooks filled three shelves in his kitchen, and nobody ever asked to read them. When he retired, a young historian came by with a box of tea and a question about the storm of 1987. ";
 const PACK: &str = "af_heart";
 const RUNS: usize = 2;
+/// The text of the real-time factor runs, in characters.
+const LONG_CHARS: usize = 400;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -169,7 +171,7 @@ fn reference(batches: &Path, threads: usize) -> anyhow::Result<(f64, f64)> {
 
 pub async fn run() -> anyhow::Result<()> {
     let threads = shared::settings::Settings::defaults()?.kokoro_threads();
-    let long = text(1_000);
+    let long = text(LONG_CHARS);
     let long_plan = plan(&long)?;
     let short = text(101);
     let short_plan = plan(&short)?;
@@ -195,24 +197,27 @@ pub async fn run() -> anyhow::Result<()> {
     let warm_ms = median(warm);
 
     // 1–3. Each layout next to a reference run.
+    // The variants only with VOICEPROD_BENCH_KOKORO_VARIANTS=1: on a busy
+    // shared machine each costs minutes.
+    let variants = std::env::var("VOICEPROD_BENCH_KOKORO_VARIANTS").is_ok_and(|v| v == "1");
     let single = pool(1, threads, Some(1)).await?;
     let full = pool(1, threads, Some(kokoro::MAX_TOKENS)).await?;
     let two = pool(2, 1, None).await?;
-    for p in [&single, &full, &two] {
-        render(p, &short_plan, 1).await?;
+    let mut layouts: Vec<(&str, &EnginePool, usize)> =
+        vec![("ours: 1 process, default packing (400 tokens)", &ours, 1)];
+    if variants {
+        layouts.push(("ours: 1 process, one sentence per inference", &single, 1));
+        layouts.push(("ours: 1 process, packing up to 510 tokens", &full, 1));
+        layouts.push(("ours: 2 processes × 1 thread, 2 jobs at once", &two, 2));
+        for p in [&single, &full, &two] {
+            render(p, &short_plan, 1).await?;
+        }
     }
-    let layouts: [(&str, &EnginePool, usize); 4] = [
-        ("ours: 1 process, default packing (400 tokens)", &ours, 1),
-        ("ours: 1 process, one sentence per inference", &single, 1),
-        ("ours: 1 process, packing up to 510 tokens", &full, 1),
-        ("ours: 2 processes × 1 thread, 2 jobs at once", &two, 2),
-    ];
     let mut rows: Vec<(String, Vec<f64>, Vec<f64>)> = layouts
         .iter()
         .map(|(name, _, _)| ((*name).to_owned(), vec![], vec![]))
         .collect();
     let mut refs = Vec::new();
-    reference(&ids_file, threads)?;
     for _ in 0..RUNS {
         for (i, (_, pool, jobs)) in layouts.iter().enumerate() {
             let (ra, rw) = reference(&ids_file, threads)?;
@@ -275,7 +280,7 @@ pub async fn run() -> anyhow::Result<()> {
          included), **{warm_ms:.0} ms** warm.\n\n\
          Memory of one Kokoro engine process: {:.0} MiB RSS before its first job, {:.0} MiB with \
          the model loaded, **{:.0} MiB peak** (VmHWM) over these runs; two processes of one thread \
-         peak at {:.0} MiB together. int8 against fp32: not measured — only the int8 export ships \
+         peak at {:.0} MiB together (when the variants ran). int8 against fp32: not measured — only the int8 export ships \
          in a package.\n\n\
          Load average when the run ended: {load} (the machine is shared; multi-threaded inference \
          suffers most from competing work); build: {build}.\n",
