@@ -140,11 +140,9 @@ pub fn phonemize(espeak: &mut Espeak, voice: &str, text: &str) -> Result<Phoneme
         }
         for (&(s, e), &(k, r)) in text_words.iter().zip(&starts) {
             let (raw_len, new_len) = lengths[k];
-            let inside = if raw_len == 0 {
-                0
-            } else {
-                (r * new_len + raw_len / 2) / raw_len
-            };
+            let inside = (r * new_len + raw_len / 2)
+                .checked_div(raw_len)
+                .unwrap_or(0);
             words.push(WordStart {
                 char_start: s,
                 char_len: e - s,

@@ -332,8 +332,7 @@ async fn a_missing_or_hostile_pack_is_a_clear_permanent_error() {
             false,
         )
         .await
-        .err()
-        .expect("no such pack");
+        .expect_err("no such pack");
         match error {
             JobError::Permanent { code, message } => {
                 assert_eq!(code, "voice_unavailable");
