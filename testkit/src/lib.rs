@@ -138,6 +138,7 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     let models = models_dir();
     s.piper.voices_dir = models.join("voices");
     s.piper.onnxruntime = models.join("onnxruntime").join(ONNXRUNTIME_LIB);
+    s.kokoro.dir = models.join("kokoro");
     s.dispatcher.poll_interval_ms = 100;
     // Tests deliver to a receiver on 127.0.0.1, as the dev stack does.
     s.webhooks.allowed_target_cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];

@@ -81,6 +81,7 @@ async fn a_voice_cloned_from_a_low_slow_sample_renders_lower_and_slower_than_one
         pitch,
         range: 50,
         piper: None,
+        kokoro: None,
         max_samples: None,
     };
     let (low_speaker, high_speaker) = (speaker("en-us+m3", 10, 130), speaker("en-us+f2", 90, 260));

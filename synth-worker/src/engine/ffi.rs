@@ -52,6 +52,51 @@ struct EspeakEvent {
     id: *const c_void,
 }
 
+/// `espeak_VOICE` of speak_lib.h (the fields a lookup by language uses).
+#[repr(C)]
+struct EspeakVoice {
+    name: *const c_char,
+    languages: *const c_char,
+    identifier: *const c_char,
+    gender: u8,
+    age: u8,
+    variant: u8,
+    xx1: u8,
+    score: c_int,
+    spare: *mut c_void,
+}
+
+/// Selects `voice` by its name or file name (`en-us` finds `gmw/en-US`),
+/// else by language (`en-gb` and `fr-fr` are languages of the files
+/// `gmw/en` and `roa/fr`, which `espeak-ng -v` finds but
+/// `espeak_SetVoiceByName` does not).
+///
+/// # Safety
+/// Only from the thread that owns the process's [`Espeak`].
+unsafe fn set_voice(voice: &std::ffi::CStr) -> c_int {
+    // SAFETY: the caller is the only user of the engine; the strings
+    // outlive the calls.
+    unsafe {
+        match espeak_SetVoiceByName(voice.as_ptr()) {
+            EE_NOT_FOUND => {
+                let by_language = EspeakVoice {
+                    name: std::ptr::null(),
+                    languages: voice.as_ptr(),
+                    identifier: std::ptr::null(),
+                    gender: 0,
+                    age: 0,
+                    variant: 0,
+                    xx1: 0,
+                    score: 0,
+                    spare: std::ptr::null_mut(),
+                };
+                espeak_SetVoiceByProperties(&by_language)
+            }
+            code => code,
+        }
+    }
+}
+
 type SynthCallback = unsafe extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
 /// `int (*UriCallback)(int type, const char *uri, const char *base)`:
 /// 1 = do not play this URI (speak_lib.h).
@@ -68,6 +113,7 @@ unsafe extern "C" {
     fn espeak_SetSynthCallback(cb: SynthCallback);
     fn espeak_SetUriCallback(cb: Option<UriCallback>);
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
+    fn espeak_SetVoiceByProperties(voice: *const EspeakVoice) -> c_int;
     fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
     fn espeak_Synth(
         text: *const c_void,
@@ -89,6 +135,9 @@ unsafe extern "C" {
 
 /// `phonememode` bit 1: IPA as UTF-8 (what `espeak-ng --ipa` prints).
 const PHONEMES_IPA: c_int = 0x02;
+/// `phonememode` bit 7: put the character of bits 8–23 between the letters
+/// of a multi-letter phoneme (a tie), here U+0361 as phonemizer asks for it.
+const PHONEMES_TIE: c_int = 0x80 | (0x0361 << 8);
 
 /// Samples of the synthesis in progress. A process-wide buffer mirrors
 /// libespeak-ng's own global state: the callback has no other reliable
@@ -169,6 +218,10 @@ pub enum SynthError {
 /// The initialised engine of this process.
 pub struct Espeak {
     sample_rate: u32,
+    /// The voice the last phonemisation set (setting one costs ~0.4 ms, and
+    /// Kokoro phonemises piece by piece); a synthesis forgets it, since its
+    /// SSML may switch voices.
+    phoneme_voice: Option<String>,
     /// Not `Send`/`Sync`: see the module invariant.
     _single_thread: std::marker::PhantomData<*const ()>,
 }
@@ -194,6 +247,7 @@ impl Espeak {
         }
         Some(Self {
             sample_rate: rate as u32,
+            phoneme_voice: None,
             _single_thread: std::marker::PhantomData,
         })
     }
@@ -230,13 +284,14 @@ impl Espeak {
         range: u8,
         max_samples: Option<u64>,
     ) -> Result<Synthesis, SynthError> {
+        self.phoneme_voice = None;
         let c_voice =
             CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
         let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
         // SAFETY: `&mut self` proves we are the only user of the global
         // engine; the strings outlive the calls.
         unsafe {
-            match espeak_SetVoiceByName(c_voice.as_ptr()) {
+            match set_voice(&c_voice) {
                 EE_OK => {}
                 EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
                 code => return Err(SynthError::Refused(code)),
@@ -285,6 +340,7 @@ impl Espeak {
                 char_start: (pos - 1) as u32,
                 char_len: len as u32,
                 sample: (ms.max(0) as u64 * rate / 1000).min(samples.len() as u64),
+                end: None,
             })
             .collect();
         Ok(Synthesis {
@@ -300,6 +356,24 @@ impl Espeak {
     /// prints them: one call per clause (the library stops at each clause
     /// end and drops its punctuation), clauses joined by a space.
     pub fn phonemes(&mut self, voice: &str, text: &str) -> Result<String, SynthError> {
+        self.phonemes_in_mode(voice, text, PHONEMES_IPA)
+    }
+
+    /// [`Espeak::phonemes`] with a tie (`^`) between the letters of each
+    /// multi-letter phoneme (`a^ɪ`), as phonemizer's `tie='^'` gives them
+    /// (what misaki and Kokoro expect).
+    pub fn phonemes_tied(&mut self, voice: &str, text: &str) -> Result<String, SynthError> {
+        Ok(self
+            .phonemes_in_mode(voice, text, PHONEMES_IPA | PHONEMES_TIE)?
+            .replace('\u{361}', "^"))
+    }
+
+    fn phonemes_in_mode(
+        &mut self,
+        voice: &str,
+        text: &str,
+        mode: c_int,
+    ) -> Result<String, SynthError> {
         let c_voice =
             CString::new(voice).map_err(|_| SynthError::BadVoiceName(voice.to_owned()))?;
         let c_text = CString::new(text).map_err(|_| SynthError::NulInText)?;
@@ -309,16 +383,19 @@ impl Espeak {
         // `ptr` within it (or sets it to NULL at the end). The returned
         // string is the library's buffer, copied before the next call.
         unsafe {
-            match espeak_SetVoiceByName(c_voice.as_ptr()) {
-                EE_OK => {}
-                EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
-                code => return Err(SynthError::Refused(code)),
+            if self.phoneme_voice.as_deref() != Some(voice) {
+                self.phoneme_voice = None;
+                match set_voice(&c_voice) {
+                    EE_OK => {}
+                    EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
+                    code => return Err(SynthError::Refused(code)),
+                }
+                self.phoneme_voice = Some(voice.to_owned());
             }
             let mut ptr: *const c_void = c_text.as_ptr().cast();
             while !ptr.is_null() && *ptr.cast::<u8>() != 0 {
                 let before = ptr;
-                let phonemes =
-                    espeak_TextToPhonemes(&mut ptr, ESPEAK_CHARS_UTF8 as c_int, PHONEMES_IPA);
+                let phonemes = espeak_TextToPhonemes(&mut ptr, ESPEAK_CHARS_UTF8 as c_int, mode);
                 if !phonemes.is_null() {
                     let clause = std::ffi::CStr::from_ptr(phonemes).to_string_lossy();
                     let clause = clause.trim();

@@ -9,8 +9,13 @@
 //! as well: the worker runs a second, small pool of them
 //! (`piper.engines`, default 1) whose ONNX Runtime uses every core
 //! (`piper.threads`), so a model is in memory once, not once per core.
+//! Kokoro (`kokoro`, phonemes by `misaki`) is the same again: its own pool
+//! of engine processes started with `--kokoro DIR` (`kokoro.engines`,
+//! default 1, `kokoro.threads`).
 
 mod ffi;
+pub mod kokoro;
+pub mod misaki;
 pub mod piper;
 pub mod pool;
 pub mod protocol;
@@ -18,7 +23,7 @@ pub mod server;
 
 pub use ffi::{Espeak, RATE_MAX, RATE_MIN};
 pub use pool::{EngineError, EnginePool, Rendered};
-pub use protocol::{EngineRequest, PiperRequest, WordMark};
+pub use protocol::{EngineRequest, KokoroRequest, PiperRequest, WordMark};
 
 /// Audio of one request: mono s16 at `sample_rate`, and its words.
 #[derive(Debug, Clone, Default)]
@@ -36,12 +41,14 @@ pub struct EngineRefusal {
     pub message: String,
 }
 
-/// libespeak-ng, plus Piper when the process was started with ONNX Runtime:
-/// a request with `piper` set goes to Piper (phonemised by this process's
-/// libespeak-ng), any other to libespeak-ng.
+/// libespeak-ng, plus Piper when the process was started with ONNX Runtime
+/// (or Kokoro, when it was started with `--kokoro`): a request with
+/// `kokoro` or `piper` set goes to that engine (phonemised by this
+/// process's libespeak-ng), any other to libespeak-ng.
 pub struct Engines {
     pub espeak: Espeak,
     pub piper: Option<piper::Piper>,
+    pub kokoro: Option<kokoro::Kokoro>,
 }
 
 impl Engine for Engines {
@@ -50,6 +57,15 @@ impl Engine for Engines {
     }
 
     fn synthesize(&mut self, request: &EngineRequest) -> Result<Synthesis, EngineRefusal> {
+        if let Some(k) = &request.kokoro {
+            return match &mut self.kokoro {
+                Some(kokoro) => kokoro.synthesize(&mut self.espeak, request, k),
+                None => Err(EngineRefusal {
+                    code: "voice_unavailable".to_owned(),
+                    message: "this engine process has no Kokoro model".to_owned(),
+                }),
+            };
+        }
         match (&request.piper, &mut self.piper) {
             (None, _) => Engine::synthesize(&mut self.espeak, request),
             (Some(p), Some(piper)) => {
@@ -65,7 +81,7 @@ impl Engine for Engines {
             }
             (Some(_), None) => Err(EngineRefusal {
                 code: "voice_unavailable".to_owned(),
-                message: "this engine process has no ONNX Runtime for neural voices".to_owned(),
+                message: "this engine process has no ONNX Runtime for Piper voices".to_owned(),
             }),
         }
     }

@@ -475,6 +475,7 @@ fn estimate_words(
                 char_start: s as u32,
                 char_len: len as u32,
                 sample: (offset + at as usize) as u64,
+                end: None,
             }
         })
         .collect()

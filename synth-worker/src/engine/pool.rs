@@ -29,8 +29,15 @@ use super::protocol::{
 
 /// A child that does not greet within this is broken.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// 100,000 characters render in ~5 s; far beyond that the child is stuck.
+/// A child that takes longer than this plus [`RENDER_TIME_PER_CHAR`] per
+/// character is stuck (espeak-ng renders 100,000 characters in ~5 s).
 const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
+/// A character is ~70 ms of speech; Kokoro on a machine loaded 4× past its
+/// cores renders slower than real time (measured: an 800-character chunk
+/// took over 140 s), so a render may take twice the audio's length before
+/// it counts as stuck (SSML is never chunked: a 100,000-character document
+/// is one render).
+const RENDER_TIME_PER_CHAR: Duration = Duration::from_millis(150);
 /// How long shutdown waits for busy children and for exits.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -329,7 +336,9 @@ impl EnginePool {
             }
         };
         let max_pcm_bytes = self.inner.max_pcm_bytes.load(Ordering::Relaxed);
-        match tokio::time::timeout(RENDER_TIMEOUT, process.render(request, max_pcm_bytes)).await {
+        let chars = u32::try_from(request.text.chars().count()).unwrap_or(u32::MAX);
+        let timeout = RENDER_TIMEOUT + RENDER_TIME_PER_CHAR * chars;
+        match tokio::time::timeout(timeout, process.render(request, max_pcm_bytes)).await {
             Ok(Ok(result)) => {
                 slot.process = Some(process);
                 result

@@ -41,6 +41,10 @@ pub struct EngineRequest {
     /// `voice`, only phonemises; `rate`, `pitch`, `range` are unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub piper: Option<PiperRequest>,
+    /// Set for a Kokoro voice: render with Kokoro (espeak-ng, in `voice`,
+    /// only phonemises; `rate`, `pitch`, `range` are unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kokoro: Option<KokoroRequest>,
     /// The most samples this request may produce (its share of the
     /// generation's audio ceiling): past it the engine stops and refuses
     /// with `audio_too_long`, so no input makes it buffer unbounded audio.
@@ -61,18 +65,31 @@ pub struct PiperRequest {
     pub speed: f32,
 }
 
+/// A Kokoro voice and its pace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KokoroRequest {
+    /// The voice packs and their weights (a preset is one pack).
+    pub packs: Vec<shared::voices::KokoroPack>,
+    /// 1.0 is the model's own pace; 2.0 twice as fast.
+    pub speed: f32,
+}
+
 fn default_range() -> u8 {
     50
 }
 
 /// A word the engine spoke: where it is in the request's text (characters,
-/// from 0) and the sample at which it starts.
+/// from 0), the sample at which it starts and, when the engine knows it
+/// (Kokoro, from its durations), the sample at which it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WordMark {
     pub char_start: u32,
     pub char_len: u32,
     pub sample: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u64>,
 }
 
 /// The child's answer (and its greeting).

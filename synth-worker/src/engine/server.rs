@@ -1,5 +1,6 @@
 //! The `synth-worker engine` process: one libespeak-ng per process (and,
-//! with `--onnxruntime`, one ONNX Runtime environment for Piper), serving
+//! with `--onnxruntime`, one ONNX Runtime environment for Piper, or for
+//! Kokoro with `--kokoro DIR`), serving
 //! requests from stdin and answering on stdout (see `protocol`) until its
 //! stdin closes. Errors are answered as `Failed` replies; the process only
 //! dies if the library itself crashes, and the worker replaces it then.
@@ -17,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use super::ffi::Espeak;
+use super::kokoro::Kokoro;
 use super::piper::Piper;
 use super::protocol::{
     EngineReply, EngineRequest, MAX_PCM_BYTES, MAX_REQUEST_BYTES, read_frame, samples_to_le_bytes,
@@ -43,6 +45,14 @@ pub struct EngineArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The Kokoro directory (`kokoro.dir`): this process renders Kokoro
+    /// voices (and no Piper ones); needs `--onnxruntime`.
+    #[arg(long)]
+    pub kokoro: Option<PathBuf>,
+    /// Kokoro: sentences packed into one inference up to this many tokens
+    /// (default `kokoro::BATCH_TOKENS`; for benchmarks).
+    #[arg(long)]
+    pub kokoro_batch_tokens: Option<usize>,
 }
 
 impl EngineArgs {
@@ -54,6 +64,14 @@ impl EngineArgs {
             args.push(p.display().to_string());
             args.push("--threads".to_owned());
             args.push(self.threads.to_string());
+        }
+        if let Some(dir) = &self.kokoro {
+            args.push("--kokoro".to_owned());
+            args.push(dir.display().to_string());
+        }
+        if let Some(n) = self.kokoro_batch_tokens {
+            args.push("--kokoro-batch-tokens".to_owned());
+            args.push(n.to_string());
         }
         args
     }
@@ -75,6 +93,31 @@ pub fn serve_stdio(args: EngineArgs) -> anyhow::Result<()> {
         )?;
         anyhow::bail!("libespeak-ng could not be initialised");
     };
+    if let Some(dir) = &args.kokoro {
+        let started = match &args.onnxruntime {
+            None => Err("a Kokoro engine needs --onnxruntime".to_owned()),
+            Some(library) => {
+                Kokoro::init(library, args.threads, dir).map(|k| match args.kokoro_batch_tokens {
+                    Some(n) => k.with_batch_tokens(n),
+                    None => k,
+                })
+            }
+        };
+        return match started {
+            Ok(kokoro) => serve(
+                Engines {
+                    espeak,
+                    piper: None,
+                    kokoro: Some(kokoro),
+                },
+                out,
+            ),
+            Err(message) => {
+                send(&mut out, &failed("engine_init_failed", &message))?;
+                anyhow::bail!("{message}");
+            }
+        };
+    }
     let piper = match &args.onnxruntime {
         None => None,
         Some(library) => match Piper::init(library, args.threads) {
@@ -85,7 +128,14 @@ pub fn serve_stdio(args: EngineArgs) -> anyhow::Result<()> {
             }
         },
     };
-    serve(Engines { espeak, piper }, out)
+    serve(
+        Engines {
+            espeak,
+            piper,
+            kokoro: None,
+        },
+        out,
+    )
 }
 
 /// Serves any [`Engine`] on stdin and `out` until stdin closes.

@@ -201,6 +201,7 @@ async fn every_espeak_preset_renders_speech_and_presets_of_a_language_differ() {
                 pitch: p.voice.pitch,
                 range: p.voice.range,
                 piper: None,
+                kokoro: None,
                 max_samples: None,
             };
             (p, pool.render(&request).await)

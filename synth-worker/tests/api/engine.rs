@@ -13,6 +13,7 @@ fn request(text: &str) -> EngineRequest {
         pitch: 50,
         range: 50,
         piper: None,
+        kokoro: None,
         max_samples: None,
     }
 }

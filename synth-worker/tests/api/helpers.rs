@@ -198,3 +198,34 @@ pub async fn publish_sentinel(ctx: &State) -> String {
         .unwrap();
     marker
 }
+
+type EspeakJob = Box<dyn FnOnce(&mut synth_worker::engine::Espeak) + Send>;
+
+/// Runs `f` with this test process's libespeak-ng, on the one thread that
+/// owns it: the library may be initialised once per process and is not
+/// thread-safe, so tests that phonemise share it.
+pub fn with_espeak<T: Send + 'static>(
+    f: impl FnOnce(&mut synth_worker::engine::Espeak) -> T + Send + 'static,
+) -> T {
+    use std::sync::mpsc;
+    use std::sync::{Mutex, OnceLock};
+    static JOBS: OnceLock<Mutex<mpsc::Sender<EspeakJob>>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<EspeakJob>();
+        std::thread::spawn(move || {
+            let mut espeak = synth_worker::engine::Espeak::init().expect("libespeak-ng");
+            for job in rx {
+                job(&mut espeak);
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    jobs.lock()
+        .unwrap()
+        .send(Box::new(move |e: &mut synth_worker::engine::Espeak| {
+            let _ = tx.send(f(e));
+        }))
+        .unwrap();
+    rx.recv().expect("the espeak thread answers")
+}

@@ -8,5 +8,6 @@ mod audio;
 mod consumer;
 mod engine;
 mod helpers;
+mod kokoro;
 mod neural;
 mod ssml;

@@ -6,7 +6,6 @@
 use shared::formats::AudioFormat;
 use shared::voices;
 use synth_worker::State;
-use synth_worker::engine::Espeak;
 use synth_worker::engine::piper::{ModelConfig, clauses, sentence_phonemes};
 use synth_worker::render;
 use synth_worker::text::sentences;
@@ -125,7 +124,6 @@ fn bare(phonemes: &str) -> String {
 fn piper_phonemes_match_the_espeak_ng_command_line_and_map_to_known_ids() {
     use unicode_normalization::UnicodeNormalization;
 
-    let mut espeak = Espeak::init().expect("libespeak-ng");
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/voices");
     let config = ModelConfig::load(&models.join("en_US-joe-medium.onnx")).unwrap();
     for text in SENTENCES {
@@ -133,7 +131,8 @@ fn piper_phonemes_match_the_espeak_ng_command_line_and_map_to_known_ids() {
         let chars: Vec<char> = text.chars().collect();
         for (s, e) in sentences(text) {
             let sentence: String = chars[s..e].iter().collect();
-            let phonemes = sentence_phonemes(&mut espeak, "en-us", &sentence).unwrap();
+            let owned = sentence.clone();
+            let phonemes = with_espeak(move |e| sentence_phonemes(e, "en-us", &owned).unwrap());
             // Each clause's punctuation is kept, as Piper does.
             for (_, punct) in clauses(&sentence) {
                 if let Some(p) = punct {
