@@ -67,18 +67,21 @@ struct EspeakVoice {
 }
 
 /// Selects `voice` by its name or file name (`en-us` finds `gmw/en-US`),
-/// else by language (`en-gb` and `fr-fr` are languages of the files
-/// `gmw/en` and `roa/fr`, which `espeak-ng -v` finds but
-/// `espeak_SetVoiceByName` does not).
+/// else, when `by_language`, by language (`en-gb` and `fr-fr` are
+/// languages of the files `gmw/en` and `roa/fr`, which `espeak-ng -v`
+/// finds but `espeak_SetVoiceByName` does not). Only phonemisation asks for
+/// the fallback, with the catalog's language tags: a lookup by properties
+/// always picks *some* voice, so a synthesis must not use it, or an
+/// unknown voice would speak instead of being refused.
 ///
 /// # Safety
 /// Only from the thread that owns the process's [`Espeak`].
-unsafe fn set_voice(voice: &std::ffi::CStr) -> c_int {
+unsafe fn set_voice(voice: &std::ffi::CStr, by_language: bool) -> c_int {
     // SAFETY: the caller is the only user of the engine; the strings
     // outlive the calls.
     unsafe {
         match espeak_SetVoiceByName(voice.as_ptr()) {
-            EE_NOT_FOUND => {
+            EE_NOT_FOUND if by_language => {
                 let by_language = EspeakVoice {
                     name: std::ptr::null(),
                     languages: voice.as_ptr(),
@@ -291,7 +294,7 @@ impl Espeak {
         // SAFETY: `&mut self` proves we are the only user of the global
         // engine; the strings outlive the calls.
         unsafe {
-            match set_voice(&c_voice) {
+            match set_voice(&c_voice, false) {
                 EE_OK => {}
                 EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
                 code => return Err(SynthError::Refused(code)),
@@ -385,7 +388,7 @@ impl Espeak {
         unsafe {
             if self.phoneme_voice.as_deref() != Some(voice) {
                 self.phoneme_voice = None;
-                match set_voice(&c_voice) {
+                match set_voice(&c_voice, true) {
                     EE_OK => {}
                     EE_NOT_FOUND => return Err(SynthError::VoiceNotFound(voice.to_owned())),
                     code => return Err(SynthError::Refused(code)),
