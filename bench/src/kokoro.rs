@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use shared::formats::AudioFormat;
-use shared::voices::{EngineVoice, KokoroPack, KokoroVoice};
+use shared::voices::{EngineVoice, KokoroPack};
 use synth_worker::engine::server::EngineArgs;
 use synth_worker::engine::{EnginePool, Espeak, kokoro};
 use synth_worker::render::{self, Plan};
@@ -56,20 +56,13 @@ fn text(chars: usize) -> String {
 }
 
 fn voice() -> EngineVoice {
-    EngineVoice {
-        espeak_voice: "en-us".to_owned(),
-        variant: None,
-        pitch: 50,
-        range: 50,
-        rate: 175,
-        piper: None,
-        kokoro: Some(KokoroVoice {
-            packs: vec![KokoroPack {
-                name: PACK.to_owned(),
-                weight: 1.0,
-            }],
-        }),
-    }
+    EngineVoice::kokoro(
+        "en-us",
+        vec![KokoroPack {
+            name: PACK.to_owned(),
+            weight: 1.0,
+        }],
+    )
 }
 
 fn plan(text: &str) -> anyhow::Result<Plan> {

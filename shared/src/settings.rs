@@ -559,25 +559,13 @@ impl Settings {
     /// Intra-op threads of each neural engine process: the configured
     /// number, or the cores shared among `piper.engines` processes.
     pub fn piper_threads(&self) -> usize {
-        match self.piper.threads {
-            0 => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (cores / self.piper.engines.max(1)).max(1)
-            }
-            n => n,
-        }
+        threads_per_engine(self.piper.threads, self.piper.engines)
     }
 
     /// Intra-op threads of each Kokoro engine process: the configured
     /// number, or the cores shared among `kokoro.engines` processes.
     pub fn kokoro_threads(&self) -> usize {
-        match self.kokoro.threads {
-            0 => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (cores / self.kokoro.engines.max(1)).max(1)
-            }
-            n => n,
-        }
+        threads_per_engine(self.kokoro.threads, self.kokoro.engines)
     }
 
     /// Engine processes to run: the configured number, or one per core.
@@ -586,6 +574,18 @@ impl Settings {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+}
+
+/// ONNX Runtime threads per engine process: `configured`, or (0) the cores
+/// shared among `engines` processes, at least 1.
+fn threads_per_engine(configured: usize, engines: usize) -> usize {
+    match configured {
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / engines.max(1)).max(1)
+        }
+        n => n,
     }
 }
 

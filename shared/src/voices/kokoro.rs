@@ -17,7 +17,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::catalog::{Gender, Preset};
-use super::{EngineVoice, KokoroPack, KokoroVoice};
+use super::{EngineVoice, KokoroPack};
 
 /// The size of every pack: 510 style vectors of 256 float32.
 pub const PACK_BYTES: u64 = 510 * 256 * 4;
@@ -166,20 +166,13 @@ fn language_of(name: &str) -> Option<&'static Language> {
 
 /// The engine parameters of one pack of weight 1.
 fn engine_voice(name: &str, language: &Language) -> EngineVoice {
-    EngineVoice {
-        espeak_voice: language.espeak.to_owned(),
-        variant: None,
-        pitch: 50,
-        range: 50,
-        rate: 175,
-        piper: None,
-        kokoro: Some(KokoroVoice {
-            packs: vec![KokoroPack {
-                name: name.to_owned(),
-                weight: 1.0,
-            }],
-        }),
-    }
+    EngineVoice::kokoro(
+        language.espeak,
+        vec![KokoroPack {
+            name: name.to_owned(),
+            weight: 1.0,
+        }],
+    )
 }
 
 /// The preset of `PACKS` entry `(name, human, grade)`.

@@ -115,6 +115,20 @@ fn default_range() -> u8 {
 }
 
 impl EngineVoice {
+    /// A Kokoro voice of `packs` (normalised weights), phonemised by
+    /// espeak-ng in `espeak_voice`.
+    pub fn kokoro(espeak_voice: &str, packs: Vec<KokoroPack>) -> Self {
+        Self {
+            espeak_voice: espeak_voice.to_owned(),
+            variant: None,
+            pitch: 50,
+            range: 50,
+            rate: 175,
+            piper: None,
+            kokoro: Some(KokoroVoice { packs }),
+        }
+    }
+
     pub fn engine(&self) -> EngineKind {
         if self.kokoro.is_some() {
             EngineKind::Kokoro

@@ -126,17 +126,7 @@ impl Kokoro {
             ));
         }
         let vocab = load_vocab(dir)?;
-        if !library.is_file() {
-            return Err(format!(
-                "ONNX Runtime is missing at {} (run deploy/fetch-models)",
-                library.display()
-            ));
-        }
-        let environment = ort::init_from(library)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
-            .with_name("voiceprod-kokoro")
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", library.display()))?;
+        let environment = super::onnx_environment(library, "voiceprod-kokoro")?;
         Ok(Self {
             environment,
             threads: threads.max(1),

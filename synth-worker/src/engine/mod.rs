@@ -96,3 +96,22 @@ pub trait Engine {
     /// Renders one request.
     fn synthesize(&mut self, request: &EngineRequest) -> Result<Synthesis, EngineRefusal>;
 }
+
+/// This engine process's ONNX Runtime environment, loaded from `library`
+/// (the Piper and Kokoro engines each make one, named `name`).
+pub(crate) fn onnx_environment(
+    library: &std::path::Path,
+    name: &str,
+) -> Result<ort::environment::Environment, String> {
+    if !library.is_file() {
+        return Err(format!(
+            "ONNX Runtime is missing at {} (run deploy/fetch-models)",
+            library.display()
+        ));
+    }
+    ort::init_from(library)
+        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+        .with_name(name)
+        .build()
+        .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", library.display()))
+}

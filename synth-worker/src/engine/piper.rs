@@ -241,17 +241,7 @@ impl Piper {
     /// Loads ONNX Runtime from `library` and creates this process's
     /// environment; models load later, on demand.
     pub fn init(library: &Path, threads: usize) -> Result<Self, String> {
-        if !library.is_file() {
-            return Err(format!(
-                "ONNX Runtime is missing at {} (run deploy/fetch-models)",
-                library.display()
-            ));
-        }
-        let environment = ort::init_from(library)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
-            .with_name("voiceprod-piper")
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", library.display()))?;
+        let environment = super::onnx_environment(library, "voiceprod-piper")?;
         Ok(Self {
             environment,
             threads: threads.max(1),

@@ -9,7 +9,7 @@
 
 use shared::alignment::Alignment;
 use shared::formats::AudioFormat;
-use shared::voices::{EngineVoice, KokoroPack, KokoroVoice};
+use shared::voices::{EngineVoice, KokoroPack};
 use synth_worker::State;
 use synth_worker::engine::misaki;
 use synth_worker::render::{self, JobError, Produced};
@@ -80,23 +80,14 @@ fn kokoro_phonemes_match_misaki_for_american_and_british_english() {
 }
 
 fn voice(espeak: &str, packs: &[(&str, f32)]) -> EngineVoice {
-    EngineVoice {
-        espeak_voice: espeak.to_owned(),
-        variant: None,
-        pitch: 50,
-        range: 50,
-        rate: 175,
-        piper: None,
-        kokoro: Some(KokoroVoice {
-            packs: packs
-                .iter()
-                .map(|&(name, weight)| KokoroPack {
-                    name: name.to_owned(),
-                    weight,
-                })
-                .collect(),
-        }),
-    }
+    let packs = packs
+        .iter()
+        .map(|&(name, weight)| KokoroPack {
+            name: name.to_owned(),
+            weight,
+        })
+        .collect();
+    EngineVoice::kokoro(espeak, packs)
 }
 
 fn row(text: &str, speed: f32, ssml: bool) -> shared::models::Generation {
