@@ -21,6 +21,7 @@
 //!
 //! Needs `deploy/fetch-models` and `bench/kokoro-reference-venv` first.
 
+use crate::piper::{median, mib, render, status_kb};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,42 +84,6 @@ async fn pool(
         kokoro_batch_tokens: batch,
     };
     Ok(EnginePool::start_with_args(std::env::current_exe()?, args.to_args(), processes).await?)
-}
-
-/// (seconds of audio, seconds of wall time) of `jobs` renders at once.
-async fn render(pool: &EnginePool, plan: &Plan, jobs: usize) -> anyhow::Result<(f64, f64)> {
-    let started = Instant::now();
-    let all = futures_util::future::join_all((0..jobs).map(|_| render::produce(pool, plan))).await;
-    let wall = started.elapsed().as_secs_f64();
-    let mut audio = 0.0;
-    for p in all {
-        audio += p.map_err(|e| anyhow::anyhow!("{e}"))?.duration_ms as f64 / 1000.0;
-    }
-    Ok((audio, wall))
-}
-
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    report::percentile(&xs, 50.0)
 }
 
 /// The token ids of every inference our engine makes for `plan` (the same

@@ -66,7 +66,11 @@ async fn pool(processes: usize, threads: usize) -> anyhow::Result<EnginePool> {
 }
 
 /// (seconds of audio, seconds of wall time) of `jobs` renders at once.
-async fn render(pool: &EnginePool, plan: &Plan, jobs: usize) -> anyhow::Result<(f64, f64)> {
+pub(crate) async fn render(
+    pool: &EnginePool,
+    plan: &Plan,
+    jobs: usize,
+) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let all = futures_util::future::join_all((0..jobs).map(|_| render::produce(pool, plan))).await;
     let wall = started.elapsed().as_secs_f64();
@@ -78,7 +82,7 @@ async fn render(pool: &EnginePool, plan: &Plan, jobs: usize) -> anyhow::Result<(
 }
 
 /// kB of `field` (`VmRSS`, `VmHWM`) of a process.
-fn status_kb(pid: u32, field: &str) -> u64 {
+pub(crate) fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -93,11 +97,11 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn mib(kb: u64) -> f64 {
+pub(crate) fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     report::percentile(&xs, 50.0)
 }
