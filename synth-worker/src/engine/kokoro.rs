@@ -154,14 +154,8 @@ impl Kokoro {
                     format!("cannot load the Kokoro model {}: {e}", path.display()),
                 )
             };
-            let session = Session::builder(&self.environment)
-                .map_err(|e| unloadable(e.to_string()))?
-                .with_intra_threads(self.threads)
-                .map_err(|e| unloadable(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| unloadable(e.to_string()))?
-                .commit_from_file(&path)
-                .map_err(|e| unloadable(e.to_string()))?;
+            let session =
+                super::onnx_session(&self.environment, self.threads, &path).map_err(unloadable)?;
             if !session.outputs().iter().any(|o| o.name() == DURATIONS) {
                 return Err(unloadable(format!(
                     "it has no {DURATIONS} output (the edit of deploy/fetch-models); run deploy/fetch-models"

@@ -115,3 +115,20 @@ pub(crate) fn onnx_environment(
         .build()
         .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", library.display()))
 }
+
+/// An ONNX Runtime session of the model at `path` in `environment`, with
+/// `threads` intra-op threads and one inter-op thread.
+pub(crate) fn onnx_session(
+    environment: &ort::environment::Environment,
+    threads: usize,
+    path: &std::path::Path,
+) -> Result<ort::session::Session, String> {
+    ort::session::Session::builder(environment)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(threads)
+        .map_err(|e| e.to_string())?
+        .with_inter_threads(1)
+        .map_err(|e| e.to_string())?
+        .commit_from_file(path)
+        .map_err(|e| e.to_string())
+}

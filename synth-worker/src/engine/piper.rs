@@ -262,14 +262,8 @@ impl Piper {
                     format!("cannot load the voice model {}: {e}", path.display()),
                 )
             };
-            let session = Session::builder(&self.environment)
-                .map_err(|e| unloadable(e.to_string()))?
-                .with_intra_threads(self.threads)
-                .map_err(|e| unloadable(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| unloadable(e.to_string()))?
-                .commit_from_file(path)
-                .map_err(|e| unloadable(e.to_string()))?;
+            let session =
+                super::onnx_session(&self.environment, self.threads, path).map_err(unloadable)?;
             tracing::info!(model = %path.display(), threads = self.threads, "Piper model loaded");
             if self.models.len() >= MAX_MODELS {
                 self.models.remove(0);
