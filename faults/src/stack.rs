@@ -210,8 +210,13 @@ impl Stack {
                     .display()
                     .to_string(),
             ),
-            // Two cores: one engine process per worker.
+            (
+                "VOICEPROD__KOKORO__DIR",
+                testkit::models_dir().join("kokoro").display().to_string(),
+            ),
+            // Two cores: one engine process per worker and per engine kind.
             ("VOICEPROD__WORKER__ENGINES", "1".to_owned()),
+            ("VOICEPROD__KOKORO__ENGINES", "1".to_owned()),
             // Re-publish what a broker outage left unpublished within seconds.
             ("VOICEPROD__GATEWAY__SWEEPER_INTERVAL_MS", "500".to_owned()),
             ("VOICEPROD__GATEWAY__SWEEPER_GRACE_MS", "2000".to_owned()),
@@ -427,10 +432,10 @@ impl Stack {
             .as_array()
             .expect("voices list")
             .iter()
-            .filter(|v| v["type"] == "preset" && v["id"] != shared::voices::DEFAULT_VOICE_ID)
             .find(|v| {
-                let d = v["description"].as_str().unwrap_or("").to_lowercase();
-                !d.contains("neural") && !d.contains("piper")
+                v["type"] == "preset"
+                    && v["id"] != shared::voices::DEFAULT_VOICE_ID
+                    && v["natural"] == false
             })
             .and_then(|v| v["id"].as_str())
             .expect("an espeak-ng English preset")
