@@ -187,7 +187,7 @@ async fn the_catalog_lists_300_presets_with_filters_and_cursor_pagination() {
 }
 
 /// A queue on the app's events exchange bound to `voice.ready`.
-pub(crate) async fn voice_ready_tap(app: &TestApp) -> (lapin::Channel, lapin::Consumer) {
+async fn voice_ready_tap(app: &TestApp) -> (lapin::Channel, lapin::Consumer) {
     let broker = Broker::new(&app.settings.amqp, "test-voice-tap");
     let ch = broker.channel().await.unwrap();
     let q = ch
