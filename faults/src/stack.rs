@@ -220,6 +220,11 @@ impl Stack {
             // Re-publish what a broker outage left unpublished within seconds.
             ("VOICEPROD__GATEWAY__SWEEPER_INTERVAL_MS", "500".to_owned()),
             ("VOICEPROD__GATEWAY__SWEEPER_GRACE_MS", "2000".to_owned()),
+            // Re-drive what the broker lost, or what a killed worker held,
+            // within seconds too: a lease of 3 s, a re-drive grace of 2 s.
+            ("VOICEPROD__GATEWAY__REDRIVE_GRACE_MS", "2000".to_owned()),
+            ("VOICEPROD__WORKER__LEASE_MS", "3000".to_owned()),
+            ("VOICEPROD__GATEWAY__METRICS_ENABLED", "true".to_owned()),
             // The same for events a broker outage left unpublished.
             (
                 "VOICEPROD__WORKER__EVENT_RELAY_INTERVAL_MS",

@@ -215,7 +215,7 @@ const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Publishes the job (waiting for the broker's confirm) and queues the mark
 /// that it was published; a failure is left to the sweeper.
 pub async fn publish_job(state: &State, id: GenerationId) {
-    let job = JobMessage::SynthesizeV1 { generation_id: id };
+    let job = JobMessage::synthesize(id);
     let exchange = state.publisher.broker().topology().jobs_exchange();
     match state
         .publisher

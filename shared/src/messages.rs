@@ -13,8 +13,31 @@ use crate::ids::{GenerationId, MessageId, WebhookId, WorkspaceId};
 pub enum JobMessage {
     /// Render one generation. Everything else is read from its row, so a
     /// job is small and a redelivery sees the row's current status.
+    ///
+    /// `redrive` is the re-drive number the copy was published with (0,
+    /// and absent on the wire, for the first publish): a worker drops a
+    /// copy older than its generation's `redrives`
+    /// (`crate::models::lease`).
     #[serde(rename = "synthesize.v1", rename_all = "camelCase")]
-    SynthesizeV1 { generation_id: GenerationId },
+    SynthesizeV1 {
+        generation_id: GenerationId,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        redrive: i32,
+    },
+}
+
+impl JobMessage {
+    /// The first job of a generation.
+    pub fn synthesize(generation_id: GenerationId) -> Self {
+        Self::SynthesizeV1 {
+            generation_id,
+            redrive: 0,
+        }
+    }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// The events of docs/api.md.
@@ -162,10 +185,23 @@ mod tests {
     #[test]
     fn job_wire_format_is_tagged_and_versioned() {
         let id = GenerationId::new();
-        let json = serde_json::to_value(JobMessage::SynthesizeV1 { generation_id: id }).unwrap();
+        let json = serde_json::to_value(JobMessage::synthesize(id)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"type": "synthesize.v1", "generationId": id.to_string()})
+        );
+        let redriven = JobMessage::SynthesizeV1 {
+            generation_id: id,
+            redrive: 2,
+        };
+        let json = serde_json::to_value(&redriven).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "synthesize.v1", "generationId": id.to_string(), "redrive": 2})
+        );
+        assert_eq!(
+            serde_json::from_value::<JobMessage>(json).unwrap(),
+            redriven
         );
         assert!(
             serde_json::from_str::<JobMessage>(r#"{"type":"synthesize.v9","generationId":"x"}"#)

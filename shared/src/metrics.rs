@@ -16,7 +16,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -45,6 +46,9 @@ struct Inner {
     synthesis: HistogramVec,
     webhook_attempts: IntCounterVec,
     key_cache: IntCounterVec,
+    redriven: IntCounter,
+    timed_out: IntCounter,
+    oldest_processing: Gauge,
 }
 
 impl Default for Metrics {
@@ -137,6 +141,27 @@ impl Metrics {
                     &["result"],
                 ),
             ),
+            redriven: register(
+                &registry,
+                IntCounter::new(
+                    "voiceprod_generations_redriven_total",
+                    "Jobs the sweeper re-published because no queued copy could reach their generation (the broker lost it, or its worker died).",
+                ),
+            ),
+            timed_out: register(
+                &registry,
+                IntCounter::new(
+                    "voiceprod_generations_timed_out_total",
+                    "Generations failed with generation_timeout: still processing after gateway.max_processing_age_ms.",
+                ),
+            ),
+            oldest_processing: register(
+                &registry,
+                Gauge::new(
+                    "voiceprod_oldest_processing_generation_seconds",
+                    "Age of the oldest generation still processing (0 when none), as the sweeper last saw it.",
+                ),
+            ),
             registry,
             token,
         };
@@ -194,6 +219,21 @@ impl Metrics {
     pub fn key_cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.inner.key_cache.with_label_values(&[result]).inc();
+    }
+
+    /// The sweeper re-published `n` jobs.
+    pub fn generations_redriven(&self, n: u64) {
+        self.inner.redriven.inc_by(n);
+    }
+
+    /// The sweeper failed `n` generations past the maximum age.
+    pub fn generations_timed_out(&self, n: u64) {
+        self.inner.timed_out.inc_by(n);
+    }
+
+    /// The oldest processing generation is `age` old (zero: none).
+    pub fn set_oldest_processing(&self, age: Duration) {
+        self.inner.oldest_processing.set(age.as_secs_f64());
     }
 
     /// Every series in the text exposition format.

@@ -57,6 +57,17 @@ diesel::table! {
         event_published_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
         traceparent -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        redrives -> Int4,
+        redriven_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    job_queue_progress (queue) {
+        queue -> Text,
+        consumed_through -> Timestamptz,
     }
 }
 
@@ -168,6 +179,7 @@ diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    job_queue_progress,
     workspaces,
     api_keys,
     generations,

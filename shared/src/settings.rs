@@ -65,7 +65,10 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AmqpSettings {
-    /// `amqp://` URL of the broker.
+    /// `amqp://` URL of the broker, or the URLs of a cluster's nodes
+    /// separated by commas: a service connects to the first that answers
+    /// (starting at a random one) and, when its connection is lost, to the
+    /// next.
     pub url: SecretString,
     /// Prepended to every exchange and queue name (tests use a unique one).
     pub prefix: String,
@@ -115,6 +118,15 @@ pub struct GatewaySettings {
     pub sweeper_interval_ms: u64,
     /// How old an unpublished generation must be before the sweeper takes it.
     pub sweeper_grace_ms: u64,
+    /// How long ago a processing generation's job must have been published
+    /// (and no worker hold its lease) before the sweeper re-drives it,
+    /// once no queued copy can still reach it (`shared::models::lease`).
+    pub redrive_grace_ms: u64,
+    /// Re-drives per sweeper pass at most (a bounded rate, whatever was lost).
+    pub redrive_batch: i64,
+    /// A generation still processing this long after it was accepted fails
+    /// with `generation_timeout` and is refunded: every customer hears back.
+    pub max_processing_age_ms: u64,
     /// How long a verified key is trusted without asking the key service.
     pub key_cache_ttl_ms: u64,
     /// While the key service is unreachable, keys verified this recently
@@ -192,6 +204,13 @@ pub struct WorkerSettings {
     /// How long ago such a generation must have finished before the relay
     /// publishes its event (the worker that finished it tries first).
     pub event_relay_grace_ms: u64,
+    /// How long a worker's claim on a generation holds without renewal; it
+    /// renews it every third of that while it renders
+    /// (`shared::models::lease`).
+    pub lease_ms: u64,
+    /// On SIGTERM, how long the jobs in flight may still run before they go
+    /// back to the queue (below Kubernetes' 30 s termination grace).
+    pub drain_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -520,6 +539,14 @@ impl Settings {
         }
         if self.worker.event_relay_interval_ms == 0 {
             return invalid("worker.event_relay_interval_ms must be at least 1");
+        }
+        if self.worker.lease_ms < 300 {
+            return invalid("worker.lease_ms must be at least 300");
+        }
+        if self.gateway.redrive_batch < 1 || self.gateway.max_processing_age_ms == 0 {
+            return invalid(
+                "gateway.redrive_batch and gateway.max_processing_age_ms must be at least 1",
+            );
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.trim().is_empty() {
             return invalid("storage.s3.bucket must be set when storage.backend is s3");

@@ -18,13 +18,20 @@
 //! the job is acked and the event relay (`crate::relay`) publishes the event
 //! later, so a broker that takes no events does not stop synthesis. A crash
 //! between 2 and 5 redelivers the job, which then does 3–5.
+//!
+//! Before 1, the delivery claims the generation (`crate::lease`): a copy
+//! that finds another live claim, or that a re-drive superseded, is acked
+//! without rendering; the claim is renewed while 1 runs and given up when
+//! the job is retried. A copy lost by the broker is re-published by the
+//! gateway's sweeper once no queued copy can reach its generation.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::amqp::{Incoming, Outcome, run_consumer};
 use shared::ids::GenerationId;
 use shared::messages::{EventMessage, JobMessage};
-use shared::models::{Generation, GenerationStatus};
+use shared::models::{Claim, Generation, GenerationStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -43,9 +50,19 @@ pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
             return Outcome::Reject;
         }
     };
-    let JobMessage::SynthesizeV1 { generation_id } = job;
-    let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered);
-    match process(ctx, generation_id).instrument(span.clone()).await {
+    let JobMessage::SynthesizeV1 {
+        generation_id,
+        redrive,
+    } = job;
+    let queue = ctx.broker.topology().jobs_queue();
+    ctx.leases
+        .consumed(&ctx.db, &queue, incoming.published_at)
+        .await;
+    let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive);
+    match process(ctx, generation_id, redrive)
+        .instrument(span.clone())
+        .await
+    {
         Ok(()) => Outcome::Ack,
         Err(e) => {
             span.in_scope(|| {
@@ -59,28 +76,61 @@ pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
     }
 }
 
-/// Consumes until `cancel` fires, then lets the jobs in flight finish.
-pub async fn run(ctx: Arc<State>, prefetch: u16, cancel: CancellationToken) {
+/// Consumes until `cancel` fires, then gives the jobs in flight `drain`
+/// to finish; the rest go back to the queue, their leases released.
+pub async fn run(ctx: Arc<State>, prefetch: u16, drain: Duration, cancel: CancellationToken) {
     let queue = ctx.broker.topology().jobs_queue();
     let broker = ctx.broker.clone();
-    run_consumer(broker, queue, prefetch, cancel, move |incoming| {
-        let ctx = ctx.clone();
+    let handler_ctx = ctx.clone();
+    run_consumer(broker, queue, prefetch, cancel, drain, move |incoming| {
+        let ctx = handler_ctx.clone();
         async move { handle(&ctx, incoming).await }
     })
     .await;
+    ctx.leases.release_all(&ctx.db).await;
 }
 
 /// `Err` means "retry": every permanent problem is settled on the row.
-async fn process(ctx: &State, id: GenerationId) -> anyhow::Result<()> {
+async fn process(ctx: &State, id: GenerationId, redrive: i32) -> anyhow::Result<()> {
     let Some(mut generation) = load(ctx, id.0).await? else {
         // Nothing will ever render it (a deleted workspace, a foreign job).
         tracing::warn!("no such generation; dropping the job");
         return Ok(());
     };
     if generation.status() == GenerationStatus::Processing {
+        let (claim, holder) = ctx.leases.claim(&ctx.db, id.0, redrive).await?;
+        match claim {
+            Claim::Claimed => {}
+            Claim::Held => {
+                // That worker renders it; should it die, the lease expires
+                // and the sweeper re-drives the generation.
+                tracing::info!("another worker holds the generation's lease; dropping this copy");
+                return Ok(());
+            }
+            Claim::Superseded => {
+                tracing::info!("a re-drive superseded this copy of the job; dropping it");
+                return Ok(());
+            }
+            Claim::Finished => {
+                generation = load(ctx, id.0)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("generation vanished"))?;
+                return announce_or_relay(ctx, &generation).await;
+            }
+        }
         let metrics = ctx.broker.metrics();
         let started = std::time::Instant::now();
-        let finished = match render_and_store(ctx, &generation).await {
+        let Some(rendered) = ctx
+            .leases
+            .hold(&ctx.db, &holder, render_and_store(ctx, &generation))
+            .await
+        else {
+            // Timed out, or claimed by another worker after our lease
+            // expired (the database was unreachable for longer than it).
+            tracing::warn!("lost the generation's lease; stopped rendering it");
+            return Ok(());
+        };
+        let finished = match rendered {
             Ok(audio) => {
                 metrics.observe_synthesis(&generation.format, started.elapsed());
                 let gid = id.0;
@@ -99,7 +149,11 @@ async fn process(ctx: &State, id: GenerationId) -> anyhow::Result<()> {
                     .run(move |c| Generation::fail(c, gid, error).map_err(anyhow::Error::from))
                     .await?
             }
-            Err(JobError::Transient(e)) => return Err(e),
+            Err(JobError::Transient(e)) => {
+                // Back to the queue: the next copy may claim it at once.
+                ctx.leases.release(&ctx.db, &holder).await;
+                return Err(e);
+            }
         };
         generation = load(ctx, id.0)
             .await?
@@ -116,8 +170,13 @@ async fn process(ctx: &State, id: GenerationId) -> anyhow::Result<()> {
             "generation already finished; not rendering again"
         );
     }
-    if let Err(e) = announce(ctx, &generation).await {
-        // Finished and committed: the relay publishes the event later.
+    announce_or_relay(ctx, &generation).await
+}
+
+/// Announces a finished generation; when that fails, the job is acked all
+/// the same and the event relay publishes the event later.
+async fn announce_or_relay(ctx: &State, generation: &Generation) -> anyhow::Result<()> {
+    if let Err(e) = announce(ctx, generation).await {
         tracing::warn!(
             error = format!("{e:#}"),
             "event not published; acking the job, the event relay will publish it"

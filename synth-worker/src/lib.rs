@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod encode;
 pub mod engine;
 pub mod events;
+pub mod lease;
 pub mod relay;
 pub mod render;
 pub mod speaker;

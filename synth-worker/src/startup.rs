@@ -4,9 +4,10 @@
 //! prefetch = engines × `worker.prefetch_per_engine` and serves
 //! `GET /healthz` and `GET /readyz` until the shutdown token fires.
 //!
-//! Shutdown order (each step waits for the one before): stop consuming and
-//! finish the jobs in flight → stop the engine children → stop the HTTP
-//! server → close the broker connection.
+//! Shutdown order (each step waits for the one before): stop consuming at
+//! once and give the jobs in flight `worker.drain_ms` to finish (the rest
+//! go back to the queue unsettled, their leases released) → stop the
+//! engine children → stop the HTTP server → close the broker connection.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Application {
     prefetch: u16,
     /// The event relay's interval and grace.
     relay: (Duration, Duration),
+    /// How long jobs in flight may run on after SIGTERM.
+    drain: Duration,
     shutdown: CancellationToken,
 }
 
@@ -69,6 +72,7 @@ impl Application {
                 Duration::from_millis(settings.worker.event_relay_interval_ms),
                 Duration::from_millis(settings.worker.event_relay_grace_ms),
             ),
+            drain: Duration::from_millis(settings.worker.drain_ms),
             shutdown: CancellationToken::new(),
         })
     }
@@ -94,6 +98,7 @@ impl Application {
             state,
             prefetch,
             relay,
+            drain,
             shutdown,
             ..
         } = self;
@@ -101,6 +106,7 @@ impl Application {
         let consumer = tokio::spawn(crate::consumer::run(
             state.clone(),
             prefetch,
+            drain,
             shutdown.clone(),
         ));
         let (relay_interval, relay_grace) = relay;
@@ -111,7 +117,10 @@ impl Application {
             shutdown.clone(),
         ));
         shutdown.cancelled().await;
-        tracing::info!("synth-worker stopping: finishing jobs in flight");
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "synth-worker stopping: no new jobs; finishing the jobs in flight"
+        );
         consumer.await.context("The consumer task failed")?;
         relay.await.context("The event relay task failed")?;
         state.engines.shutdown().await;

@@ -26,6 +26,7 @@ use shared::voices;
 
 use crate::engine::EnginePool;
 use crate::engine::server::EngineArgs;
+use crate::lease::Leases;
 
 pub struct State {
     pub db: Db,
@@ -40,6 +41,8 @@ pub struct State {
     pub kokoro: EnginePool,
     /// Where the Piper models are.
     pub voices_dir: PathBuf,
+    /// This worker's claims on the generations it renders.
+    pub leases: Leases,
 }
 
 /// The command that installs the default voice and ONNX Runtime.
@@ -155,6 +158,7 @@ impl State {
             neural,
             kokoro,
             voices_dir: settings.piper.voices_dir.clone(),
+            leases: Leases::new(std::time::Duration::from_millis(settings.worker.lease_ms)),
         })
     }
 }

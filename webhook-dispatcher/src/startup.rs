@@ -22,6 +22,9 @@ use crate::{consumer, delivery};
 
 /// Unacknowledged events per dispatcher; each costs one short transaction.
 const EVENTS_PREFETCH: u16 = 16;
+/// Handling an event is a few database writes: at shutdown those in
+/// flight get this long before they go back to the queue.
+const EVENTS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
@@ -97,6 +100,7 @@ impl Application {
             queue,
             EVENTS_PREFETCH,
             shutdown.clone(),
+            EVENTS_DRAIN,
             move |incoming| {
                 let state = handler_state.clone();
                 async move { consumer::handle(&state, incoming).await }

@@ -7,6 +7,7 @@
 
 mod cloning;
 mod helpers;
+mod kokoro;
 mod observability;
 mod openai;
 mod whole_path;

@@ -6,6 +6,7 @@
 mod broker;
 mod database;
 mod poison;
+mod redrive;
 mod webhooks;
 mod workers;
 

@@ -35,9 +35,7 @@ async fn a_job_redelivered_past_the_delivery_limit_is_dead_lettered_on_quorum_qu
     let broker = Broker::new(&settings.amqp, "topology-test");
     let topology = broker.topology().clone();
     let publisher = Publisher::new(broker.clone());
-    let job = JobMessage::SynthesizeV1 {
-        generation_id: GenerationId::new(),
-    };
+    let job = JobMessage::synthesize(GenerationId::new());
     publisher
         .publish(&topology.jobs_exchange(), SYNTH_ROUTING_KEY, "job-1", &job)
         .await

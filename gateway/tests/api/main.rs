@@ -17,6 +17,7 @@ mod limits;
 mod listing;
 mod observability;
 mod openapi;
+mod redrive;
 mod ssml;
 mod usage;
 mod validation;

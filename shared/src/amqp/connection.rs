@@ -19,7 +19,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connection per process, re-established on demand after a failure.
 pub struct Broker {
-    url: SecretString,
+    /// The cluster's nodes, tried in turn (`amqp.url`, comma-separated).
+    urls: Vec<SecretString>,
+    /// The node to try first at the next connect: the last one that
+    /// worked, or the one after the last that failed.
+    next_url: std::sync::atomic::AtomicUsize,
     name: String,
     topology: Topology,
     /// The current connection. Held only to read or swap it, never across
@@ -28,6 +32,17 @@ pub struct Broker {
     /// Serialises connection attempts.
     connecting: Mutex<()>,
     metrics: Metrics,
+}
+
+/// The nodes of `amqp.url`: one URL, or several separated by commas (the
+/// nodes of one cluster).
+fn node_urls(url: &SecretString) -> Vec<SecretString> {
+    url.expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| SecretString::from(u.to_owned()))
+        .collect()
 }
 
 impl Broker {
@@ -41,8 +56,13 @@ impl Broker {
         connection_name: &str,
         metrics: Metrics,
     ) -> Arc<Self> {
+        let urls = node_urls(&settings.url);
+        // Clients of one cluster start at different nodes, spreading
+        // connections; any node serves any queue.
+        let first = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % urls.len().max(1);
         Arc::new(Self {
-            url: settings.url.clone(),
+            urls,
+            next_url: std::sync::atomic::AtomicUsize::new(first),
             name: connection_name.to_owned(),
             topology: Topology::new(settings),
             conn: std::sync::Mutex::new(None),
@@ -101,19 +121,70 @@ impl Broker {
         if let Some(conn) = self.current() {
             return Ok(conn.create_channel().await?);
         }
-        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(self.url.expose_secret(), props),
-        )
-        .await
-        .map_err(|_| BrokerError::Timeout)?
-        .map_err(BrokerError::Unreachable)?;
+        let conn = self.connect_any().await?;
         let ch = conn.create_channel().await?;
         self.topology.declare(&ch).await?;
         tracing::info!(connection = %self.name, "connected to the broker");
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conn));
         Ok(ch)
+    }
+
+    /// Connects to the first node that answers, starting at `next_url`.
+    async fn connect_any(&self) -> Result<Connection, BrokerError> {
+        use std::sync::atomic::Ordering;
+        let n = self.urls.len().max(1);
+        let start = self.next_url.load(Ordering::Relaxed);
+        let mut last = BrokerError::Timeout;
+        for i in 0..n {
+            let index = (start + i) % n;
+            let Some(url) = self.urls.get(index) else {
+                break;
+            };
+            let props =
+                ConnectionProperties::default().with_connection_name(self.name.clone().into());
+            let attempt = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                Connection::connect(url.expose_secret(), props),
+            )
+            .await
+            .map_err(|_| BrokerError::Timeout)
+            .and_then(|r| r.map_err(BrokerError::Unreachable));
+            match attempt {
+                Ok(conn) => {
+                    self.next_url.store(index, Ordering::Relaxed);
+                    if n > 1 {
+                        tracing::info!(connection = %self.name, node = index, "connected to broker node");
+                    }
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    if n > 1 {
+                        tracing::warn!(connection = %self.name, node = index, error = %e, "broker node unreachable; trying the next");
+                    }
+                    self.next_url.store((index + 1) % n, Ordering::Relaxed);
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// How many messages are ready in `queue` (a passive declare, on a
+    /// channel of its own, closed again).
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32, BrokerError> {
+        let ch = self.channel().await?;
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            ch.queue_declare(queue.into(), options, lapin::types::FieldTable::default()),
+        )
+        .await
+        .map_err(|_| BrokerError::Timeout)??;
+        let _ = ch.close(200, "done".into()).await;
+        Ok(declared.message_count())
     }
 
     /// Closes the connection (graceful shutdown).

@@ -34,17 +34,22 @@ fn traceparent(props: &BasicProperties) -> Option<String> {
     }
 }
 
-/// How long ago the message was published, if it says when.
-fn queue_lag(props: &BasicProperties) -> Option<Duration> {
+/// When the message was published, if it says (`x-published-at-ms`).
+fn published_at(props: &BasicProperties) -> Option<chrono::DateTime<chrono::Utc>> {
     let published_ms = match header(props, PUBLISHED_AT_HEADER)? {
         AMQPValue::LongLongInt(n) => *n,
         AMQPValue::LongInt(n) => i64::from(*n),
         AMQPValue::LongUInt(n) => i64::from(*n),
         _ => return None,
     };
-    let lag_ms = chrono::Utc::now().timestamp_millis() - published_ms;
+    chrono::DateTime::from_timestamp_millis(published_ms)
+}
+
+/// How long ago the message was published, if it says when.
+fn queue_lag(props: &BasicProperties) -> Option<Duration> {
+    let lag = chrono::Utc::now() - published_at(props)?;
     // Clocks of two machines may disagree a little: never negative.
-    Some(Duration::from_millis(u64::try_from(lag_ms).unwrap_or(0)))
+    Some(lag.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// What a handler decided about one delivery.
@@ -64,6 +69,8 @@ pub struct Incoming {
     pub data: Vec<u8>,
     pub redelivered: bool,
     pub message_id: Option<String>,
+    /// When the publisher sent it (its `x-published-at-ms` header).
+    pub published_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How often the broker has delivered this message before: the quorum
@@ -88,12 +95,15 @@ pub fn retry_delay(previous_deliveries: u32) -> Duration {
 /// Consumes `queue` until `cancel` fires: bounded prefetch, each delivery
 /// handled on its own task, acked or nacked after the handler returns,
 /// reconnecting with capped backoff when the broker goes away. On
-/// cancellation it stops consuming and waits for the deliveries in flight.
+/// cancellation it stops consuming at once and gives the deliveries in
+/// flight `drain` to finish; those still running then are abandoned
+/// unsettled, so closing the channel returns them to the queue.
 pub async fn run_consumer<H, Fut>(
     broker: Arc<Broker>,
     queue: String,
     prefetch: u16,
     cancel: CancellationToken,
+    drain: Duration,
     handler: H,
 ) where
     H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
@@ -101,7 +111,7 @@ pub async fn run_consumer<H, Fut>(
 {
     let mut backoff = Duration::from_millis(100);
     while !cancel.is_cancelled() {
-        match consume_once(&broker, &queue, prefetch, &cancel, handler.clone()).await {
+        match consume_once(&broker, &queue, prefetch, &cancel, drain, handler.clone()).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(error = %e, queue, retry_in_ms = backoff.as_millis() as u64, "consumer lost its channel; reconnecting");
@@ -120,6 +130,7 @@ async fn consume_once<H, Fut>(
     queue: &str,
     prefetch: u16,
     cancel: &CancellationToken,
+    drain: Duration,
     handler: H,
 ) -> Result<(), BrokerError>
 where
@@ -164,7 +175,7 @@ where
                     metrics.observe_queue_lag(&label, lag);
                 }
                 in_flight.spawn(async move {
-                    let incoming = Incoming { data: delivery.data.clone(), redelivered: delivery.redelivered, message_id };
+                    let incoming = Incoming { data: delivery.data.clone(), redelivered: delivery.redelivered, message_id, published_at: published_at(&delivery.properties) };
                     let outcome = trace.scope(handler(incoming)).await;
                     metrics.message_consumed(&label, match outcome {
                         Outcome::Ack => "ack",
@@ -194,8 +205,33 @@ where
             }
         }
     };
-    // Finish what is in flight before closing (graceful shutdown).
-    while in_flight.join_next().await.is_some() {}
+    // Let what is in flight finish; once cancelled, for at most `drain`
+    // (graceful, bounded shutdown): what still runs then is dropped
+    // unsettled. (After a lost channel, without cancellation, the jobs in
+    // flight finish their work, which outlives the channel, before the
+    // reconnect.)
+    let drained = {
+        let all_done = async { while in_flight.join_next().await.is_some() {} };
+        let deadline = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            _ = all_done => true,
+            _ = deadline => false,
+        }
+    };
+    if !drained {
+        let abandoned = in_flight.len();
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+        tracing::warn!(
+            queue,
+            abandoned,
+            drain_ms = drain.as_millis() as u64,
+            "deliveries still in flight after the drain time; returning them to the queue"
+        );
+    }
     let _ = ch.close(200, "done".into()).await;
     result
 }

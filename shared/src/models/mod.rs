@@ -3,12 +3,14 @@
 
 pub mod generation;
 pub mod idempotency;
+pub mod lease;
 pub mod usage;
 pub mod webhook;
 pub mod webhook_delivery;
 pub mod workspace;
 
 pub use generation::{Generation, GenerationStatus, NewGeneration};
+pub use lease::{Claim, QueueProgress, Redrive};
 pub use usage::NewUsageEvent;
 pub use webhook::{EndpointChanges, NewWebhookEndpoint, WebhookEndpoint};
 pub use webhook_delivery::{NewWebhookAttempt, Requeue, WebhookAttempt, WebhookDelivery};

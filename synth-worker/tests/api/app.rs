@@ -27,9 +27,7 @@ async fn a_job_published_to_the_jobs_exchange_is_rendered_and_completed() {
         (r.status() == 200).then_some(())
     })
     .await;
-    let job = JobMessage::SynthesizeV1 {
-        generation_id: GenerationId(g.id),
-    };
+    let job = JobMessage::synthesize(GenerationId(g.id));
     let exchange = ctx.broker.topology().jobs_exchange();
     ctx.publisher
         .publish(&exchange, SYNTH_ROUTING_KEY, &format!("job-{}", g.id), &job)

@@ -264,6 +264,7 @@ async fn an_unparseable_or_unknown_job_is_rejected() {
             data,
             redelivered: false,
             message_id: None,
+            published_at: None,
         };
         assert_eq!(handle(&ctx, incoming).await, Outcome::Reject);
     }

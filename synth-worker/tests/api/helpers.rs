@@ -101,13 +101,12 @@ pub async fn workspace(db: &Db, id: Uuid) -> Workspace {
 
 /// A delivery of the job for `id`, as the broker would hand it over.
 pub fn job(id: Uuid, redelivered: bool) -> Incoming {
-    let msg = JobMessage::SynthesizeV1 {
-        generation_id: GenerationId(id),
-    };
+    let msg = JobMessage::synthesize(GenerationId(id));
     Incoming {
         data: serde_json::to_vec(&msg).unwrap(),
         redelivered,
         message_id: Some(format!("job-{id}")),
+        published_at: Some(chrono::Utc::now()),
     }
 }
 

@@ -9,5 +9,6 @@ mod consumer;
 mod engine;
 mod helpers;
 mod kokoro;
+mod leases;
 mod neural;
 mod ssml;

@@ -12,6 +12,7 @@ fn incoming(message: &EventMessage, redelivered: bool) -> Incoming {
         data: serde_json::to_vec(message).unwrap(),
         redelivered,
         message_id: None,
+        published_at: None,
     }
 }
 
@@ -30,6 +31,7 @@ async fn unparseable_event_is_rejected() {
                 data,
                 redelivered: false,
                 message_id: None,
+                published_at: None,
             },
         )
         .await;
