@@ -38,6 +38,36 @@ impl Env {
         }
     }
 
+    /// What `deploy/tests/faults ctl <args>` prints (trimmed).
+    pub async fn ctl_output(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(&self.ctl)
+            .arg("ctl")
+            .args(args)
+            .output()
+            .await
+            .expect("run deploy/tests/faults ctl");
+        assert!(
+            out.status.success(),
+            "ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The AMQP URLs of the three-node cluster (`ctl cluster up`), in
+    /// `amqp.url`'s form: comma-separated.
+    pub fn cluster_urls(&self) -> String {
+        (1..=3)
+            .map(|n| {
+                format!(
+                    "amqp://guest:guest@127.0.0.1:{}/%2f",
+                    self.port_base + 82 + n
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// `deploy/tests/faults ctl <service> <action>`; returns how long it took.
     pub async fn ctl(&self, service: &str, action: &str) -> Duration {
         let started = Instant::now();

@@ -49,7 +49,13 @@ async fn kokoro_voices(stack: &testkit::stack::Stack) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_kokoro_preset_renders_its_own_speech_through_the_public_api() {
-    let stack = start_stack(settings(1)).await;
+    let mut settings = settings(1);
+    // All 41 at once: above the scale plan's request rate and in-flight limit.
+    if let Some(scale) = settings.plans.get_mut("scale") {
+        scale.requests_per_second = Some(1_000);
+        scale.max_in_flight = Some(1_000);
+    }
+    let stack = start_stack(settings).await;
     let voices = kokoro_voices(&stack).await;
     assert_eq!(voices.len(), PRESETS, "{voices:?}");
 
@@ -101,7 +107,7 @@ async fn every_kokoro_preset_renders_its_own_speech_through_the_public_api() {
         assert!(words >= 5, "{voice}: {words} words in {alignment}");
         digests.insert(
             voice.clone(),
-            hex::encode(Sha256::digest(&samples_bytes(&samples))),
+            hex::encode(Sha256::digest(samples_bytes(&samples))),
         );
     }
     let distinct: BTreeSet<&String> = digests.values().collect();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
+mod cluster;
 mod database;
 mod poison;
 mod redrive;
@@ -68,14 +69,16 @@ const QUEUES_SETTLED_AFTER: Duration = Duration::from_secs(2);
 
 /// Clients post without pause (8 at a time, 50 ms apart each) until
 /// `ACCEPTED_AROUND_OUTAGE` were accepted (and the stack's queues are
-/// `QUEUES_SETTLED_AFTER` old); then `service` (`pg` or `rabbitmq`) goes
-/// down — `stop` (a clean shutdown) or `kill` (a crash) — and is started
-/// again `down_for` later; the load goes on until another
+/// `QUEUES_SETTLED_AFTER` old); then `service` (`pg`, `rabbitmq` or a
+/// cluster node `rabbitN`) goes down — `stop` (a clean shutdown), `kill`
+/// (a crash) or `pause` (SIGSTOP: a node cut off) — and comes back with
+/// `back` (`start`, `resume`) `down_for` later; the load goes on until another
 /// `ACCEPTED_AROUND_OUTAGE` were accepted after that.
 async fn load_through_outage(
     stack: &faults::Stack,
     service: &str,
     how: &str,
+    back: &str,
     down_for: Duration,
 ) -> Outage {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -120,7 +123,7 @@ async fn load_through_outage(
         let down_from = std::time::Instant::now();
         tokio::time::sleep(down_for).await;
         let down_until = std::time::Instant::now();
-        stack.env.ctl(service, "start").await;
+        stack.env.ctl(service, back).await;
         accepted_at_least(accepted.load(Ordering::Relaxed) + ACCEPTED_AROUND_OUTAGE).await;
         done.store(true, Ordering::Relaxed);
         (down_from, down_until)
@@ -145,7 +148,7 @@ pub async fn outage_case(case: &str, service: &str, how: &str, unavailable_code:
     let receiver = faults::Receiver::start(stack.env.port_base + 10).await;
     stack.register_webhook(&receiver.url()).await;
 
-    let outage = load_through_outage(&stack, service, how, Duration::from_secs(4)).await;
+    let outage = load_through_outage(&stack, service, how, "start", Duration::from_secs(4)).await;
     check_outage(
         &stack,
         &receiver,

@@ -195,3 +195,26 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amqp_url_holds_one_node_or_a_clusters_nodes_separated_by_commas() {
+        let one = node_urls(&SecretString::from("amqp://a:5672/%2f"));
+        assert_eq!(one.len(), 1);
+        let three = node_urls(&SecretString::from(
+            "amqp://u:p@a:5672/%2f, amqp://u:p@b:5672/%2f,,amqp://u:p@c:5672/%2f ",
+        ));
+        let urls: Vec<&str> = three.iter().map(|u| u.expose_secret()).collect();
+        assert_eq!(
+            urls,
+            [
+                "amqp://u:p@a:5672/%2f",
+                "amqp://u:p@b:5672/%2f",
+                "amqp://u:p@c:5672/%2f"
+            ]
+        );
+    }
+}
