@@ -159,10 +159,8 @@ pub async fn outage_case(case: &str, service: &str, how: &str, unavailable_code:
     .await;
 }
 
-/// The checks (b) and (c) share: no 500, every answer within
-/// `ANSWER_BOUND`; while the dependency was down, 503 within `bound`;
-/// afterwards every service is ready again by itself, new work is accepted,
-/// and everything accepted completes exactly once.
+/// The checks (b) and (c) share: [`check_answers`]; while the dependency
+/// was down, 503 within `bound`; then [`check_recovery`].
 async fn check_outage(
     stack: &faults::Stack,
     receiver: &faults::Receiver,
@@ -170,20 +168,7 @@ async fn check_outage(
     unavailable_code: &str,
     bound: Duration,
 ) {
-    let down = outage.while_down();
-    eprintln!(
-        "[faults] {} requests in all: {}; {} while down: {}",
-        outage.posted.len(),
-        summary(&outage.posted),
-        down.len(),
-        summary(&down.iter().map(|p| (*p).clone()).collect::<Vec<_>>()),
-    );
-    let odd: Vec<_> = outage
-        .posted
-        .iter()
-        .filter(|p| p.status != 202 && p.status != 503)
-        .collect();
-    assert!(odd.is_empty(), "answers other than 202 and 503: {odd:?}");
+    let down = check_answers(&outage);
     assert!(
         down.len() >= 10,
         "too few requests while down: {}",
@@ -198,6 +183,31 @@ async fn check_outage(
             p.elapsed
         );
     }
+    let (posted, settled) = check_recovery(stack, receiver, outage.posted).await;
+    eprintln!(
+        "[faults] {} accepted, all completed, announced and charged once (settled in {settled:.1?})",
+        faults::checks::accepted_ids(&posted).len()
+    );
+}
+
+/// What every outage case demands of the answers: only 202 and 503, each
+/// within `ANSWER_BOUND`. Prints them; returns those sent and answered
+/// while the dependency was down.
+fn check_answers(outage: &Outage) -> Vec<Posted> {
+    let down: Vec<Posted> = outage.while_down().into_iter().cloned().collect();
+    eprintln!(
+        "[faults] {} requests in all: {}; {} while down: {}",
+        outage.posted.len(),
+        summary(&outage.posted),
+        down.len(),
+        summary(&down),
+    );
+    let odd: Vec<_> = outage
+        .posted
+        .iter()
+        .filter(|p| p.status != 202 && p.status != 503)
+        .collect();
+    assert!(odd.is_empty(), "answers other than 202 and 503: {odd:?}");
     let slowest = outage
         .posted
         .iter()
@@ -212,13 +222,22 @@ async fn check_outage(
         slowest < ANSWER_BOUND,
         "a request took {slowest:.2?} (bound {ANSWER_BOUND:?})"
     );
+    down
+}
 
-    // Every service reconnects by itself.
+/// What every outage case demands afterwards: every service is ready again
+/// by itself, new work is accepted, and everything accepted (`posted` and
+/// that new work) completes exactly once. Returns all posted and how long
+/// settling took.
+async fn check_recovery(
+    stack: &faults::Stack,
+    receiver: &faults::Receiver,
+    mut posted: Vec<Posted>,
+) -> (Vec<Posted>, Duration) {
     let ready = stack
         .wait_ready(&stack.running(), Duration::from_secs(60))
         .await;
     eprintln!("[faults] every service ready {ready:.1?} after the outage's load stopped");
-    let mut posted = outage.posted;
     let after = faults::post_many(stack, "after", 0..20, 8).await;
     assert!(
         after.iter().all(|p| p.status == 202),
@@ -229,8 +248,5 @@ async fn check_outage(
     let settled =
         faults::checks::settle_and_check(stack, receiver, &posted, Duration::from_secs(120), true)
             .await;
-    eprintln!(
-        "[faults] {} accepted, all completed, announced and charged once (settled in {settled:.1?})",
-        faults::checks::accepted_ids(&posted).len()
-    );
+    (posted, settled)
 }

@@ -235,26 +235,7 @@ async fn sweeper_publishes_a_generation_that_a_crash_left_unpublished() {
     let again = app.next_job().await;
 
     assert_eq!(again["generationId"], id.as_str());
-    eventually("the job to be marked published", || async {
-        let p: Option<chrono::DateTime<chrono::Utc>> = generations::table
-            .select(generations::published_at)
-            .first(&mut connect(&app.settings))
-            .unwrap();
-        p
-    })
-    .await;
-}
-
-/// Waits until every generation is marked published; their marks.
-async fn published_at_of_all(app: &TestApp) -> Vec<chrono::DateTime<chrono::Utc>> {
-    eventually("every job to be marked published", || async {
-        let marks: Vec<Option<chrono::DateTime<chrono::Utc>>> = generations::table
-            .select(generations::published_at)
-            .load(&mut connect(&app.settings))
-            .unwrap();
-        marks.into_iter().collect::<Option<Vec<_>>>()
-    })
-    .await
+    published_at_of_all(&app).await;
 }
 
 #[tokio::test]

@@ -236,3 +236,16 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     );
     body
 }
+
+/// Waits until every generation is marked published; their marks.
+pub async fn published_at_of_all(app: &TestApp) -> Vec<chrono::DateTime<chrono::Utc>> {
+    use diesel::{QueryDsl, RunQueryDsl};
+    eventually("every job to be marked published", || async {
+        let marks: Vec<Option<chrono::DateTime<chrono::Utc>>> = shared::schema::generations::table
+            .select(shared::schema::generations::published_at)
+            .load(&mut connect(&app.settings))
+            .unwrap();
+        marks.into_iter().collect::<Option<Vec<_>>>()
+    })
+    .await
+}

@@ -81,14 +81,7 @@ async fn a_confirmed_job_the_broker_lost_is_redriven_once_no_lease_holds_it() {
 async fn a_job_that_is_still_queued_is_not_redriven_even_when_old() {
     let app = spawn_app_with(redrive_settings(3_600_000)).await;
     let created = app.create_seed_generation().await;
-    eventually("the job to be marked published", || async {
-        let p: Option<chrono::DateTime<chrono::Utc>> = generations::table
-            .select(generations::published_at)
-            .first(&mut connect(&app.settings))
-            .unwrap();
-        p
-    })
-    .await;
+    published_at_of_all(&app).await;
 
     // Nobody consumes: the job waits in the queue, which a re-drive
     // would only duplicate.
