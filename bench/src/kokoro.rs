@@ -250,10 +250,15 @@ pub async fn run() -> anyhow::Result<()> {
         mib(peak),
         mib(peak_two),
     );
+    let command = if variants {
+        "deploy/fetch-models && bench/kokoro-reference-venv && VOICEPROD_BENCH_KOKORO_VARIANTS=1 cargo run --release -p bench -- kokoro"
+    } else {
+        "deploy/fetch-models && bench/kokoro-reference-venv && cargo run --release -p bench -- kokoro"
+    };
     report::write_section(
         "kokoro",
         "Kokoro: real-time factor against the reference, first audio, memory",
-        "deploy/fetch-models && bench/kokoro-reference-venv && cargo run --release -p bench -- kokoro",
+        command,
         &body,
     )?;
     Ok(())
