@@ -171,14 +171,31 @@ pub async fn expire_once(state: &State) -> Result<usize, DbError> {
     Ok(failed)
 }
 
-/// Sweeps every `gateway.sweeper_interval_ms` until cancelled.
+/// Sweeps every `gateway.sweeper_interval_ms` until cancelled. Each of the
+/// three passes is bounded by [`PASS_BOUND`]: a call to the broker or the
+/// database that never returns must not stop the sweeper for good (what a
+/// cut-short pass left is done by the next one).
 pub async fn run(state: Arc<State>, cancel: CancellationToken) {
     let interval = Duration::from_millis(state.settings.gateway.sweeper_interval_ms);
     shared::tasks::every(interval, cancel, "sweeper", || async {
-        let published = sweep_once(&state).await?;
-        let redriven = redrive_once(&state).await?;
-        let expired = expire_once(&state).await?;
-        Ok::<_, DbError>(published + redriven + expired)
+        let published = bounded("unpublished", sweep_once(&state)).await?;
+        let redriven = bounded("re-drive", redrive_once(&state)).await?;
+        let expired = bounded("maximum age", expire_once(&state)).await?;
+        Ok::<_, String>(published + redriven + expired)
     })
     .await;
+}
+
+/// How long one sweeper pass may take.
+const PASS_BOUND: Duration = Duration::from_secs(30);
+
+async fn bounded(
+    pass: &str,
+    work: impl std::future::Future<Output = Result<usize, DbError>>,
+) -> Result<usize, String> {
+    match tokio::time::timeout(PASS_BOUND, work).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(format!("{pass}: {e}")),
+        Err(_) => Err(format!("{pass}: cut short after {PASS_BOUND:?}")),
+    }
 }

@@ -153,13 +153,13 @@ impl Broker {
                 Ok(conn) => {
                     self.next_url.store(index, Ordering::Relaxed);
                     if n > 1 {
-                        tracing::info!(connection = %self.name, node = index, "connected to broker node");
+                        tracing::info!(connection = %self.name, node = index + 1, "connected to broker node");
                     }
                     return Ok(conn);
                 }
                 Err(e) => {
                     if n > 1 {
-                        tracing::warn!(connection = %self.name, node = index, error = %e, "broker node unreachable; trying the next");
+                        tracing::warn!(connection = %self.name, node = index + 1, error = %e, "broker node unreachable; trying the next");
                     }
                     self.next_url.store((index + 1) % n, Ordering::Relaxed);
                     last = e;
@@ -170,21 +170,27 @@ impl Broker {
     }
 
     /// How many messages are ready in `queue` (a passive declare, on a
-    /// channel of its own, closed again).
+    /// channel of its own). Bounded as a whole: opening the channel is an
+    /// RPC too, and one begun on a connection that is dying may never be
+    /// answered; the channel is closed in the background.
     pub async fn ready_messages(&self, queue: &str) -> Result<u32, BrokerError> {
-        let ch = self.channel().await?;
-        let options = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let declared = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            ch.queue_declare(queue.into(), options, lapin::types::FieldTable::default()),
-        )
+        let (ch, count) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let ch = self.channel().await?;
+            let options = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declared = ch
+                .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+                .await?;
+            Ok::<_, BrokerError>((ch, declared.message_count()))
+        })
         .await
         .map_err(|_| BrokerError::Timeout)??;
-        let _ = ch.close(200, "done".into()).await;
-        Ok(declared.message_count())
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, ch.close(200, "done".into())).await;
+        });
+        Ok(count)
     }
 
     /// Closes the connection (graceful shutdown).
