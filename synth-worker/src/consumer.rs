@@ -102,9 +102,10 @@ async fn process(ctx: &State, id: GenerationId, redrive: i32) -> anyhow::Result<
         match claim {
             Claim::Claimed => {}
             Claim::Held => {
-                // That worker renders it; should it die, the lease expires
-                // and the sweeper re-drives the generation.
-                tracing::info!("another worker holds the generation's lease; dropping this copy");
+                // Another delivery (of this worker or another) renders it;
+                // should that die, the lease expires and the sweeper
+                // re-drives the generation.
+                tracing::info!("another delivery holds the generation's lease; dropping this copy");
                 return Ok(());
             }
             Claim::Superseded => {

@@ -66,9 +66,9 @@ pub struct Redrive {
 }
 
 impl Generation {
-    /// Claims `id` for `worker` for `lease_ms` from now if it is
-    /// processing, under no other worker's live lease, and `redrive` (the
-    /// copy's number) is not older than the row's.
+    /// Claims `id` under `worker` (a claim name of one delivery) for
+    /// `lease_ms` from now if it is processing, under no live lease, and
+    /// `redrive` (the copy's number) is not older than the row's.
     pub fn claim(
         conn: &mut PgConnection,
         id: Uuid,
@@ -80,7 +80,7 @@ impl Generation {
             "UPDATE generations SET claimed_by = $2, \
                  lease_until = now() + $3 * interval '1 millisecond' \
              WHERE id = $1 AND status = 'processing' AND redrives <= $4 \
-               AND (lease_until IS NULL OR lease_until < now() OR claimed_by = $2) \
+               AND (lease_until IS NULL OR lease_until < now()) \
              RETURNING id",
         )
         .bind::<SqlUuid, _>(id)
