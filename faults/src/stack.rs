@@ -109,6 +109,12 @@ impl Stack {
             workspace_id: String::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Below the gateway's keep-alive (actix's 5 s): a pooled
+                // connection the server is closing just as it is reused
+                // fails the request without an answer (the HTTP/1.1
+                // keep-alive race, which no server avoids), and a case
+                // would count that against the fault it injects.
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap(),
             voice: String::new(),
@@ -402,7 +408,9 @@ impl Stack {
                     elapsed: started.elapsed(),
                     id: None,
                     credits: 0,
-                    error: Some(e.to_string()),
+                    // With its causes: "error sending request" alone does
+                    // not say whether the connection was refused or reset.
+                    error: Some(format!("{:#}", anyhow::Error::from(e))),
                 };
             }
         };
