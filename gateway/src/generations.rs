@@ -1,7 +1,8 @@
 //! Creating a generation, for every route that does (`POST
 //! /v1/generations`, `POST /v1/audio/speech`) and for the sweeper:
-//! [`accept`] charges and inserts a validated request in one transaction,
-//! then [`publish_job`] publishes its job with a publisher confirm.
+//! [`accept`] charges and inserts a validated request in one transaction
+//! with the others waiting (`crate::creates`, group commit), then
+//! [`publish_job`] publishes its job with a publisher confirm.
 //!
 //! Creation is refused before anything is charged with 503 `system_busy`
 //! when more than `gateway.max_processing_generations` are processing in the
@@ -13,7 +14,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
-use diesel::Connection;
 use serde::Serialize;
 
 use shared::amqp::SYNTH_ROUTING_KEY;
@@ -21,11 +21,11 @@ use shared::db::DbError;
 use shared::http::ApiError;
 use shared::ids::{GenerationId, WorkspaceId};
 use shared::messages::JobMessage;
-use shared::models::generation::CreateError;
 use shared::models::{Generation, GenerationStatus, NewGeneration};
 use shared::voices::cloned::{self, ClonedVoice};
 
 use crate::auth::Principal;
+use crate::creates::Pending;
 use crate::domain::generation_request::ValidGeneration;
 use crate::idempotency::Claim;
 use crate::rate_limit::RateLimitInfo;
@@ -50,7 +50,7 @@ pub struct Accepted {
 }
 
 /// Charges and creates a validated generation in one transaction (settling
-/// `claim` in it), then publishes its job: the 202 body and the row. Shared
+/// `claim` in it) and publishes its job: the 202 body and the row. Shared
 /// with `POST /v1/audio/speech`, which then waits for the row to finish.
 pub async fn accept(
     req: &HttpRequest,
@@ -62,11 +62,6 @@ pub async fn accept(
     // Refuse before charging anything when the broker is down or the system
     // is overloaded: 503, nothing changed.
     state.ensure_broker().await?;
-    // The system-busy guard counts in the same database round as the
-    // create (when a recent count is not enough: `crate::busy`).
-    let cap = state.settings.gateway.max_processing_generations;
-    let count_busy = cap > 0 && state.busy.must_count(cap);
-
     let id = GenerationId::new();
     let new = NewGeneration {
         id: id.0,
@@ -86,71 +81,24 @@ pub async fn accept(
         request_hash: None,
         traceparent: shared::trace::current_traceparent(),
     };
-    let key_limit = principal.credit_limit;
     let max_in_flight = principal.plan.max_in_flight;
-    let settle = claim.clone();
-    let headers_location = format!("/v1/generations/{id}");
+    // Charged and inserted with whatever else is waiting, in one
+    // transaction; the job published with the batch's (`crate::creates`).
     let created = state
-        .db
-        .run(move |conn| {
-            let processing = if count_busy {
-                let n = Generation::processing_up_to(conn, cap).map_err(DbError::from)?;
-                if n >= cap {
-                    return Err(system_busy());
-                }
-                Some(n)
-            } else {
-                None
-            };
-            conn.transaction::<_, ApiError, _>(|conn| {
-                let g = Generation::create_within_limits(conn, &new, key_limit, max_in_flight)
-                    .map_err(|e| match e {
-                        CreateError::KeyCreditLimit => payment_required(
-                            "key_credit_limit",
-                            format!("this generation costs {} credits, more than this key may still spend this period", new.credits),
-                        ),
-                        CreateError::InsufficientCredits => payment_required(
-                            "insufficient_credits",
-                            format!(
-                                "this generation costs {} credits, more than are left in this period",
-                                new.credits
-                            ),
-                        ),
-                        CreateError::TooManyInFlight(limit) => ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "rate_limited",
-                            format!("this workspace has {limit} generations processing, its plan's limit; wait for one to finish"),
-                        ),
-                        CreateError::Db(e) => DbError::from(e).into(),
-                    })?;
-                let body = serde_json::to_vec(&Accepted::of(&g)).map_err(ApiError::internal)?;
-                // With an Idempotency-Key the response is stored in this
-                // transaction: charged once, answered the same every time.
-                if let Some(claim) = &settle {
-                    let headers = [
-                        ("content-type", "application/json".to_owned()),
-                        ("location", headers_location),
-                        (CREDITS_HEADER, g.credits.to_string()),
-                    ];
-                    if !claim.settle(conn, StatusCode::ACCEPTED, &headers, &body)? {
-                        return Err(ApiError::new(
-                            StatusCode::CONFLICT,
-                            "idempotency_request_in_progress",
-                            "another request took over this Idempotency-Key; retry to get its answer",
-                        ));
-                    }
-                }
-                Ok((g, body))
-            })
-            .map(|created| (created, processing))
+        .creates
+        .create(Pending {
+            new,
+            key_credit_limit: principal.credit_limit,
+            max_in_flight,
+            claim: claim.clone(),
         })
         .await;
-    let (created, body) = match created {
-        Ok((created, processing)) => {
-            if let Some(n) = processing {
-                state.busy.record(n);
+    match created {
+        Ok(created) => {
+            if let Some(claim) = &claim {
+                claim.mark_settled();
             }
-            created
+            Ok(created)
         }
         Err(e) => {
             if e.status == StatusCode::TOO_MANY_REQUESTS {
@@ -161,30 +109,13 @@ pub async fn accept(
                     retry_after_secs: Some(1),
                 });
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    if let Some(claim) = &claim {
-        claim.mark_settled();
     }
-
-    // Committed: from here the generation is never lost. If the publish
-    // fails, the sweeper publishes it later; the client still gets its 202.
-    // The client does not wait longer than `PUBLISH_WAIT` for the broker's
-    // confirm (a queue electing its leader after a broker restart holds it
-    // for seconds): a job confirmed after that is not marked published, and
-    // the sweeper's second copy is skipped by the worker.
-    if tokio::time::timeout(PUBLISH_WAIT, publish_job(state, id))
-        .await
-        .is_err()
-    {
-        tracing::warn!(generation_id = %id, "no publish confirm within {PUBLISH_WAIT:?}; the sweeper will publish the job");
-    }
-    Ok((created, body))
 }
 
 impl Accepted {
-    fn of(g: &Generation) -> Self {
+    pub fn of(g: &Generation) -> Self {
         Accepted {
             id: GenerationId(g.id),
             status: "processing",
@@ -195,22 +126,8 @@ impl Accepted {
     }
 }
 
-fn payment_required(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message)
-}
-
-fn system_busy() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "system_busy",
-        "voiceprod is busy with other work right now; nothing was charged, try again shortly",
-    );
-    e.retry_after_secs = Some(5);
-    e
-}
-
 /// How long a request waits for the confirm of its job's publish.
-const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Publishes the job (waiting for the broker's confirm) and queues the mark
 /// that it was published; a failure is left to the sweeper.

@@ -121,6 +121,17 @@ impl Claim {
         )
     }
 
+    /// Locks the claim in the caller's transaction; `false` if this
+    /// request no longer holds it (`idempotency::hold`).
+    pub fn hold(&self, conn: &mut PgConnection) -> diesel::QueryResult<bool> {
+        idempotency::hold(conn, self.workspace_id, &self.key, self.owner)
+    }
+
+    /// The order in which a transaction locks several claims.
+    pub fn lock_order(&self) -> (Uuid, &str) {
+        (self.workspace_id, &self.key)
+    }
+
     /// The caller's transaction with `settle` committed.
     pub fn mark_settled(&self) {
         self.settled.store(true, Ordering::SeqCst);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod auth_limit;
 pub mod busy;
 pub mod completions;
+pub mod creates;
 pub mod domain;
 pub mod generations;
 pub mod idempotency;

@@ -66,6 +66,7 @@ impl Application {
             ),
             last_used: LastUsed::new(key_service.clone()),
             published: Default::default(),
+            creates: Default::default(),
             busy: Default::default(),
             rate_limiter: RateLimiter::new(settings.gateway.replicas),
             auth_failures: crate::auth_limit::AuthFailureLimiter::from_settings(&settings.gateway)?,
@@ -149,9 +150,18 @@ impl Application {
         let published = tokio::spawn(async move {
             state.published.run(state.db.clone(), background).await;
         });
+        // The committers stop after the server: a request in flight waits
+        // for one.
+        let committers_stop = CancellationToken::new();
+        let creates = tokio::spawn(crate::creates::run(
+            self.state.clone(),
+            committers_stop.clone(),
+        ));
         let server = shared::server::spawn(self.server, self.shutdown.clone());
         self.shutdown.cancelled().await;
         let served = server.stop().await;
+        committers_stop.cancel();
+        let _ = creates.await;
         let _ = sweeper.await;
         let _ = listener.await;
         let _ = completions.await;

@@ -32,6 +32,8 @@ pub struct State {
     pub last_used: LastUsed,
     /// Generations whose job the broker confirmed, to be marked published.
     pub published: crate::published::PublishedMarks,
+    /// Creates waiting for their batch's transaction (`crate::creates`).
+    pub creates: crate::creates::Creates,
     /// The last count of the system-busy guard.
     pub busy: crate::busy::BusyGuard,
     /// Requests per second per key, on this replica.

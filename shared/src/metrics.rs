@@ -49,6 +49,7 @@ struct Inner {
     redriven: IntCounter,
     timed_out: IntCounter,
     oldest_processing: Gauge,
+    create_batch: prometheus::Histogram,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,16 @@ impl Metrics {
                     "Age of the oldest generation still processing (0 when none), as the sweeper last saw it.",
                 ),
             ),
+            create_batch: register(
+                &registry,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "voiceprod_create_batch_size",
+                        "Creates the gateway committed in one transaction (group commit).",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                ),
+            ),
             registry,
             token,
         };
@@ -222,6 +233,11 @@ impl Metrics {
     }
 
     /// The sweeper re-published `n` jobs.
+    /// One batch of `n` creates committed (or tried).
+    pub fn observe_create_batch(&self, n: usize) {
+        self.inner.create_batch.observe(n as f64);
+    }
+
     pub fn generations_redriven(&self, n: u64) {
         self.inner.redriven.inc_by(n);
     }

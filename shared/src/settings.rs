@@ -140,6 +140,12 @@ pub struct GatewaySettings {
     /// Above this many generations processing in the whole system, new ones
     /// are refused with 503 `system_busy`; 0 turns the guard off.
     pub max_processing_generations: i64,
+    /// Creates committed in one transaction at most (group commit,
+    /// `gateway::creates`): whatever is waiting when a committer is free.
+    pub create_batch_max: usize,
+    /// Transactions of creates in flight at once (each holds one pooled
+    /// connection while it commits).
+    pub create_committers: usize,
     /// Whether this public server answers `GET /metrics` (off by default:
     /// turn it on with `telemetry.metrics_token`, or behind a proxy that
     /// does not route `/metrics` from the internet).
@@ -542,6 +548,14 @@ impl Settings {
         }
         if self.worker.lease_ms < 300 {
             return invalid("worker.lease_ms must be at least 300");
+        }
+        if !(1..=1000).contains(&self.gateway.create_batch_max)
+            || self.gateway.create_committers == 0
+            || self.gateway.create_committers > self.database.pool_max_size as usize
+        {
+            return invalid(
+                "gateway.create_batch_max must be 1 to 1000, gateway.create_committers 1 to database.pool_max_size",
+            );
         }
         if self.gateway.redrive_batch < 1 || self.gateway.max_processing_age_ms == 0 {
             return invalid(

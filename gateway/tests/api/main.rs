@@ -5,6 +5,7 @@
 mod audio;
 mod auth;
 mod bad_input;
+mod batching;
 mod broker;
 mod console;
 mod credits;

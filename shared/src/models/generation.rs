@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::models::create_batch::{Create, Refusal, create_many};
 use crate::models::usage::NewUsageEvent;
 use crate::models::workspace::Workspace;
 use crate::schema::generations;
@@ -96,6 +97,16 @@ pub enum CreateError {
     Db(#[from] diesel::result::Error),
 }
 
+impl From<Refusal> for CreateError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::InsufficientCredits => Self::InsufficientCredits,
+            Refusal::KeyCreditLimit => Self::KeyCreditLimit,
+            Refusal::TooManyInFlight(limit) => Self::TooManyInFlight(limit),
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct Spent {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -105,14 +116,13 @@ struct Spent {
 /// Net credits the key spent since its workspace's period began. Takes a
 /// transaction-scoped advisory lock on the key first, so two concurrent
 /// requests of one key cannot both fit under its limit.
-fn key_spent_this_period(
+pub(super) fn key_spent_this_period(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     key: Uuid,
 ) -> QueryResult<i64> {
-    let lock = i64::from_be_bytes(key.as_bytes()[..8].try_into().unwrap_or([0; 8]));
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-        .bind::<diesel::sql_types::BigInt, _>(lock)
+        .bind::<diesel::sql_types::BigInt, _>(key_lock_number(key))
         .execute(conn)?;
     let row: Spent = diesel::sql_query(
         "SELECT COALESCE(SUM(u.credits), 0)::BIGINT AS spent FROM usage_events u \
@@ -123,6 +133,11 @@ fn key_spent_this_period(
     .bind::<diesel::sql_types::Uuid, _>(workspace_id)
     .get_result(conn)?;
     Ok(row.spent)
+}
+
+/// The number of the key's advisory lock: its first 8 bytes.
+pub(super) fn key_lock_number(key: Uuid) -> i64 {
+    i64::from_be_bytes(key.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 impl Generation {
@@ -176,50 +191,26 @@ impl Generation {
     }
 
     /// `create_within_key_limit`, and at most `max_in_flight` generations of
-    /// the workspace may be processing once this one is. Exact under
-    /// concurrency: the count runs after the reservation's UPDATE, which
-    /// holds the workspace's row lock until commit, so concurrent creations
-    /// of one workspace count one after another.
+    /// the workspace may be processing once this one is: a batch of one
+    /// (`crate::models::create_batch`). Exact under concurrency: the count
+    /// runs under the workspace's row lock, held until commit, so
+    /// concurrent creations of one workspace count one after another.
     pub fn create_within_limits(
         conn: &mut PgConnection,
         new: &NewGeneration,
         key_credit_limit: Option<i64>,
         max_in_flight: Option<i64>,
     ) -> Result<Generation, CreateError> {
-        conn.transaction(|conn| {
-            // Roll the period over first, so the key's spending below counts
-            // from the current period's start.
-            Workspace::roll_over(conn, new.workspace_id)?;
-            if let (Some(limit), Some(key)) = (key_credit_limit, new.api_key_id)
-                && key_spent_this_period(conn, new.workspace_id, key)? + new.credits > limit
-            {
-                return Err(CreateError::KeyCreditLimit);
-            }
-            if !Workspace::reserve_credits(conn, new.workspace_id, new.credits)? {
-                return Err(CreateError::InsufficientCredits);
-            }
-            if let Some(limit) = max_in_flight {
-                let in_flight = Self::processing_count(conn, new.workspace_id, limit)?;
-                if in_flight >= limit {
-                    return Err(CreateError::TooManyInFlight(limit));
-                }
-            }
-            let row = diesel::insert_into(generations::table)
-                .values(new)
-                .returning(Generation::as_returning())
-                .get_result(conn)?;
-            NewUsageEvent {
-                id: Uuid::now_v7(),
-                workspace_id: new.workspace_id,
-                api_key_id: new.api_key_id,
-                generation_id: Some(new.id),
-                kind: "charge",
-                credits: new.credits,
-                characters: new.characters,
-            }
-            .insert(conn)?;
-            Ok(row)
-        })
+        let create = Create {
+            new,
+            key_credit_limit,
+            max_in_flight,
+        };
+        let outcome = conn
+            .transaction(|conn| create_many(conn, std::slice::from_ref(&create)))?
+            .pop()
+            .ok_or(diesel::result::Error::NotFound)?;
+        outcome.map_err(CreateError::from)
     }
 
     /// Generations of the workspace processing now, counted up to `cap`.

@@ -162,6 +162,28 @@ pub fn settle(
     Ok(n == 1)
 }
 
+/// Locks the claim `owner` holds until the caller's transaction ends;
+/// `false` if it does not hold it (any more). Held, the claim cannot be
+/// taken over, so a `settle` later in the transaction succeeds: a batch of
+/// creates holds its claims before it charges anything.
+pub fn hold(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    key: &str,
+    owner: Uuid,
+) -> QueryResult<bool> {
+    let held: Option<Uuid> = idempotency_keys::table
+        .filter(idempotency_keys::workspace_id.eq(workspace_id))
+        .filter(idempotency_keys::idempotency_key.eq(key))
+        .filter(idempotency_keys::owner.eq(owner))
+        .filter(idempotency_keys::response_status.is_null())
+        .select(idempotency_keys::owner)
+        .for_update()
+        .first(conn)
+        .optional()?;
+    Ok(held.is_some())
+}
+
 /// Gives up the claim (the request failed and may be retried with the key).
 pub fn release(
     conn: &mut PgConnection,

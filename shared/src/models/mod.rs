@@ -1,6 +1,7 @@
 //! Rows of the tables more than one service touches, and the queries on
 //! them; each function takes `&mut PgConnection` and returns `QueryResult`.
 
+pub mod create_batch;
 pub mod generation;
 pub mod idempotency;
 pub mod lease;
