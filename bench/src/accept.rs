@@ -1,11 +1,14 @@
 //! `voiceprod-bench accept`: accepted generations per second and the p50/p99
 //! of `POST /v1/generations` at a fixed concurrency, against a real gateway
-//! and key-service (the key cached in the gateway), in the same run as
-//! pgbench running the same create transaction on the same database and as
-//! `GET /healthz` on the same gateway.
+//! and key-service (the keys cached in the gateway), for one hot workspace
+//! and for 100 workspaces, in the same run as pgbench running the create
+//! transaction of one request on the same database and as `GET /healthz`
+//! on the same gateway.
 //!
-//! The pgbench scripts repeat, statement for statement, what the gateway
-//! sends to PostgreSQL for one accepted generation on the `enterprise` plan
+//! The gateway commits concurrent creates together (`gateway::creates`);
+//! pgbench is the baseline without that: one transaction per request. Its
+//! scripts repeat, statement for statement, what the gateway sent to
+//! PostgreSQL for one accepted generation before group commit, on the `enterprise` plan
 //! (no key credit limit, no in-flight limit, so no advisory lock and no
 //! count): `create` is the create transaction alone (outer transaction,
 //! Diesel's savepoint for `create_within_limits`, the period roll-over
@@ -36,7 +39,9 @@ use crate::stack::{self, With};
 
 const COMMAND: &str = "cargo run --release -p bench -- accept";
 /// Clients at once: HTTP clients, and pgbench clients (connections).
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 32;
+/// Workspaces of the many-workspaces phase.
+const WORKSPACES: usize = 100;
 const WARM_UP: Duration = Duration::from_secs(1);
 const PHASE: Duration = Duration::from_secs(6);
 const ROUNDS: usize = 3;
@@ -48,6 +53,12 @@ pub const TEXT: &str = "The quarterly report is ready. Revenue grew by twelve pe
 struct Round {
     healthz: Figures,
     accept: Figures,
+    /// The same POSTs spread over `WORKSPACES` workspaces, one key each.
+    spread: Figures,
+    /// The two POST phases again, sent by wrk (a separate process in C,
+    /// not competing with the gateway inside this process's runtime).
+    wrk_one: Figures,
+    wrk_spread: Figures,
     create: Figures,
     request: Figures,
 }
@@ -58,6 +69,10 @@ pub async fn run() -> anyhow::Result<()> {
         "the text must be 100 characters"
     );
     let pgbench = which_pgbench()?;
+    let wrk = which(
+        "wrk",
+        "wrk is not installed (Debian 12: apt-get install wrk)",
+    )?;
     let mut settings = stack::settings().await?;
     stack::production_defaults(&mut settings)?;
     let stack = stack::start(
@@ -80,6 +95,19 @@ pub async fn run() -> anyhow::Result<()> {
         let url = format!("{}/v1/generations", stack.gateway);
         let body = json!({"text": TEXT, "voiceId": VOICE, "format": "mp3"});
         Arc::new(move |c: &reqwest::Client| c.post(&url).bearer_auth(&key).json(&body))
+    };
+    let spread_keys = workspace_keys(&stack.settings, WORKSPACES).await?;
+    let spread_headers = {
+        let spread_keys = spread_keys.clone();
+        let url = format!("{}/v1/generations", stack.gateway);
+        let body = json!({"text": TEXT, "voiceId": VOICE, "format": "mp3"});
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        Arc::new(move |c: &reqwest::Client| {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.post(&url)
+                .bearer_auth(&spread_keys[i % spread_keys.len()])
+                .json(&body)
+        })
     };
     let healthz = {
         let url = format!("{}/healthz", stack.gateway);
@@ -107,6 +135,33 @@ pub async fn run() -> anyhow::Result<()> {
             accept.first_error
         );
         complete_backlog(&db_url).await?;
+        let spread = load::run(CONCURRENCY, WARM_UP, PHASE, 202, spread_headers.clone()).await?;
+        println!(
+            "round {round}: POST /v1/generations, {WORKSPACES} workspaces {}",
+            show(&spread)
+        );
+        anyhow::ensure!(
+            spread.errors == 0,
+            "{} POSTs were not accepted; first: {:?}",
+            spread.errors,
+            spread.first_error
+        );
+        complete_backlog(&db_url).await?;
+        let wrk_one = run_wrk(
+            &wrk,
+            &stack.gateway,
+            std::slice::from_ref(&stack.api_key),
+            &dir,
+        )
+        .await?;
+        println!("round {round}: wrk POST /v1/generations {}", show(&wrk_one));
+        complete_backlog(&db_url).await?;
+        let wrk_spread = run_wrk(&wrk, &stack.gateway, &spread_keys, &dir).await?;
+        println!(
+            "round {round}: wrk POST /v1/generations, {WORKSPACES} workspaces {}",
+            show(&wrk_spread)
+        );
+        complete_backlog(&db_url).await?;
         let create = run_pgbench(&pgbench, &db_url, &scripts.0, &vars, &dir).await?;
         println!(
             "round {round}: pgbench create transaction {}",
@@ -119,6 +174,9 @@ pub async fn run() -> anyhow::Result<()> {
         rounds.push(Round {
             healthz,
             accept,
+            spread,
+            wrk_one,
+            wrk_spread,
             create,
             request,
         });
@@ -136,28 +194,34 @@ pub async fn run() -> anyhow::Result<()> {
     let accept_vs_create = ratio(&|r| r.accept.per_sec / r.create.per_sec);
     let accept_vs_request = ratio(&|r| r.accept.per_sec / r.request.per_sec);
     let accept_vs_healthz = ratio(&|r| r.accept.per_sec / r.healthz.per_sec);
+    let spread_vs_create = ratio(&|r| r.spread.per_sec / r.create.per_sec);
+    let (accept_rate, _, accept_p99) = med(&|r| &r.accept);
     let row = |name: &str, (rate, p50, p99): (f64, f64, f64), vs: String| {
         format!("| {name} | {rate:.0} | {p50:.2} ms | {p99:.2} ms | {vs} |\n")
     };
     let mut body = format!(
         "{CONCURRENCY} clients at once in every phase; {ROUNDS} rounds of {} s phases (after {} s \
          of uncounted warm-up each), medians over the rounds. The gateway and key-service run in \
-         the bench process (gateway: actix's default workers, one per core; database pool \
-         {}); the key is cached in the gateway. Each POST is `{{\"text\": <100 characters>, \
-         \"voiceId\": \"{VOICE}\", \"format\": \"mp3\"}}` on the `enterprise` plan (no rate, \
-         credit or in-flight limit, as a load test runs); no worker runs, and the backlog of \
-         `processing` generations is cleared between phases.\n\n\
+         the bench process, beside the load itself (gateway: actix's default workers, one per \
+         core; database pool {}; group commit with up to {} creates per transaction, {} \
+         committers); the keys are cached in the gateway. Each POST is `{{\"text\": <100 \
+         characters>, \"voiceId\": \"{VOICE}\", \"format\": \"mp3\"}}` on the `enterprise` \
+         plan (no rate, credit or in-flight limit, as a load test runs), all with one key of one \
+         workspace, or ({WORKSPACES} workspaces) each with the key of the next of {WORKSPACES} \
+         workspaces in turn; no worker runs, and the backlog of `processing` generations is \
+         cleared between phases.\n\n\
          pgbench ({CONCURRENCY} clients, 2 threads, prepared statements) runs on the same \
-         database: *create transaction* is the SQL of the create transaction, statement for \
-         statement (`BEGIN`, Diesel's savepoint, the period roll-over twice, the credit \
-         reservation, the generation insert returning the row, the usage-ledger insert, \
-         `RELEASE`, `COMMIT`); *request's SQL* adds everything else one POST sends to \
-         PostgreSQL (the pool's `SELECT 1` check-out test; the system-busy count, at most every \
-         500 ms, and the batched `published_at` UPDATE are left out).\n\n\
+         database the baseline of one transaction per request: *create transaction* is the SQL \
+         the gateway sent for one request before group commit, statement for statement \
+         (`BEGIN`, Diesel's savepoint, the period roll-over twice, the credit reservation, the \
+         generation insert returning the row, the usage-ledger insert, `RELEASE`, `COMMIT`), on \
+         the one workspace; *request's SQL* adds the pool's `SELECT 1` check-out test.\n\n\
          | phase | per second | p50 | p99 | accepted/s ÷ this |\n|---|---:|---:|---:|---:|\n",
         PHASE.as_secs(),
         WARM_UP.as_secs(),
         stack.settings.database.pool_max_size,
+        stack.settings.gateway.create_batch_max,
+        stack.settings.gateway.create_committers,
     );
     body.push_str(&row(
         "`GET /healthz` (same gateway)",
@@ -175,16 +239,37 @@ pub async fn run() -> anyhow::Result<()> {
         format!("{accept_vs_request:.2}"),
     ));
     body.push_str(&row(
-        "**`POST /v1/generations` → 202**",
+        "**`POST /v1/generations` → 202**, one workspace",
         med(&|r| &r.accept),
         "1.00".to_owned(),
     ));
+    body.push_str(&row(
+        &format!("`POST /v1/generations` → 202, {WORKSPACES} workspaces"),
+        med(&|r| &r.spread),
+        format!("{:.2}", ratio(&|r| r.accept.per_sec / r.spread.per_sec)),
+    ));
+    body.push_str(&row(
+        "wrk: `POST /v1/generations` → 202, one workspace",
+        med(&|r| &r.wrk_one),
+        format!("{:.2}", ratio(&|r| r.accept.per_sec / r.wrk_one.per_sec)),
+    ));
+    body.push_str(&row(
+        &format!("wrk: `POST /v1/generations` → 202, {WORKSPACES} workspaces"),
+        med(&|r| &r.wrk_spread),
+        format!("{:.2}", ratio(&|r| r.accept.per_sec / r.wrk_spread.per_sec)),
+    ));
     body.push_str(&format!(
-        "\nAim: accepted/s ≥ 0.70 × the pgbench create transaction's; measured **{accept_vs_create:.2}**. \
-         Per round (accepted/s ÷ pgbench create/s): {}.\n",
+        "\nAim (issue 22): ≥ 1,500 accepted/s at c = {CONCURRENCY} with p99 ≤ 50 ms, and ≥ 1.3 × \
+         pgbench's one transaction per request. Measured, one workspace: **{accept_rate:.0}/s, \
+         p99 {accept_p99:.1} ms, {accept_vs_create:.2} ×** pgbench; {WORKSPACES} workspaces: \
+         {spread_vs_create:.2} × pgbench. Per round (one workspace/s, {WORKSPACES} workspaces/s, \
+         pgbench create/s): {}.\n",
         rounds
             .iter()
-            .map(|r| format!("{:.0}/{:.0}", r.accept.per_sec, r.create.per_sec))
+            .map(|r| format!(
+                "{:.0}/{:.0}/{:.0}",
+                r.accept.per_sec, r.spread.per_sec, r.create.per_sec
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -197,6 +282,30 @@ pub async fn run() -> anyhow::Result<()> {
     )
 }
 
+/// `n` workspaces on `enterprise`, one key each: their secrets.
+async fn workspace_keys(
+    settings: &shared::settings::Settings,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let url = settings.database.url.expose_secret().to_owned();
+        let mut conn = <diesel::PgConnection as diesel::Connection>::establish(&url)?;
+        (0..n)
+            .map(|i| {
+                let made = key_service::bootstrap::bootstrap(
+                    &mut conn,
+                    &settings,
+                    &format!("bench-{i}"),
+                    "enterprise",
+                )?;
+                Ok(made.api_key)
+            })
+            .collect()
+    })
+    .await?
+}
+
 fn show(f: &Figures) -> String {
     format!(
         "{:.0}/s p50 {:.2} ms p99 {:.2} ms ({} ok, {} errors)",
@@ -205,14 +314,105 @@ fn show(f: &Figures) -> String {
 }
 
 fn which_pgbench() -> anyhow::Result<PathBuf> {
+    which(
+        "pgbench",
+        "pgbench is not installed (Debian 12: apt-get install postgresql)",
+    )
+}
+
+/// `program` on the `PATH`, or `missing` as the error.
+fn which(program: &str, missing: &'static str) -> anyhow::Result<PathBuf> {
     let candidates = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
     candidates
         .into_iter()
-        .map(|d| d.join("pgbench"))
+        .map(|d| d.join(program))
         .find(|p| p.is_file())
-        .context("pgbench is not installed (Debian 12: apt-get install postgresql)")
+        .context(missing)
+}
+
+/// wrk (2 threads, `CONCURRENCY` connections) posting the bench's body
+/// with `keys` in turn: `WARM_UP` uncounted, then `PHASE` counted. Any
+/// answer other than 202 is an error.
+async fn run_wrk(
+    wrk: &Path,
+    gateway: &str,
+    keys: &[String],
+    dir: &Path,
+) -> anyhow::Result<Figures> {
+    let body = json!({"text": TEXT, "voiceId": VOICE, "format": "mp3"}).to_string();
+    let keys_lua = keys
+        .iter()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script = dir.join(format!("post-{}.lua", keys.len()));
+    std::fs::write(
+        &script,
+        format!(
+            r#"local keys = {{ {keys_lua} }}
+local body = {body:?}
+local i = 0
+request = function()
+  i = i + 1
+  local headers = {{ ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. keys[(i % #keys) + 1] }}
+  return wrk.format("POST", "/v1/generations", headers, body)
+end
+done = function(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %d %d %d %f %f\n", summary.requests, bad, summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"#
+        ),
+    )?;
+    let run = |secs: u64| {
+        let mut command = tokio::process::Command::new(wrk);
+        command
+            .arg("--threads=2")
+            .arg(format!("--connections={CONCURRENCY}"))
+            .arg(format!("--duration={secs}s"))
+            .arg(format!("--script={}", script.display()))
+            .arg(gateway);
+        command
+    };
+    run(WARM_UP.as_secs().max(1))
+        .output()
+        .await
+        .context("Failed to run wrk")?;
+    let out = run(PHASE.as_secs())
+        .output()
+        .await
+        .context("Failed to run wrk")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .with_context(|| {
+            format!(
+                "wrk printed no result: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    anyhow::ensure!(f.len() == 5, "wrk printed {line:?}");
+    let (requests, bad, micros) = (f[0], f[1], f[2]);
+    Ok(Figures {
+        per_sec: (requests - bad) / (micros / 1e6),
+        p50_ms: f[3] / 1e3,
+        p99_ms: f[4] / 1e3,
+        ok: (requests - bad) as usize,
+        errors: bad as usize,
+        first_error: None,
+    })
 }
 
 /// A UUIDv7 in SQL (PostgreSQL 15 has no `uuidv7()`), as the gateway's ids

@@ -9,7 +9,7 @@
 //! (requests left now) and `-Reset` (seconds until the bucket is full
 //! again); a 429 also carries `Retry-After`. The in-flight limit per
 //! workspace is exact and lives in the create transaction
-//! (`Generation::create_within_limits`); its 429 describes that limit in
+//! (`shared::models::create_batch`); its 429 describes that limit in
 //! the same headers.
 
 use std::collections::HashMap;

@@ -85,14 +85,7 @@ pub fn create_many(
         .returning(Generation::as_returning())
         .get_results(conn)?;
     let mut by_id: HashMap<Uuid, Generation> = rows.into_iter().map(|g| (g.id, g)).collect();
-    let mut reserved: Vec<(&Uuid, &Budget)> =
-        budgets.iter().filter(|(_, b)| b.reserved > 0).collect();
-    reserved.sort_by_key(|(id, _)| **id);
-    for (id, b) in reserved {
-        diesel::update(workspaces::table.find(*id))
-            .set(workspaces::credits_used.eq(workspaces::credits_used + b.reserved))
-            .execute(conn)?;
-    }
+    reserve(conn, &budgets)?;
     let charges: Vec<NewUsageEvent> = accepted
         .iter()
         .map(|new| NewUsageEvent {
@@ -162,6 +155,24 @@ fn decide(
         *spent.entry(key).or_default() += credits;
     }
     None
+}
+
+/// Raises each workspace's `credits_used` by what the batch reserved, in
+/// one statement (the rows are locked already).
+fn reserve(conn: &mut PgConnection, budgets: &HashMap<Uuid, Budget>) -> QueryResult<()> {
+    let (ids, credits): (Vec<Uuid>, Vec<i64>) = budgets
+        .iter()
+        .filter(|(_, b)| b.reserved > 0)
+        .map(|(id, b)| (*id, b.reserved))
+        .unzip();
+    diesel::sql_query(
+        "UPDATE workspaces w SET credits_used = w.credits_used + r.credits \
+         FROM unnest($1::uuid[], $2::bigint[]) AS r(id, credits) WHERE w.id = r.id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(credits)
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Locks the batch's workspace rows in id order, starting the current
