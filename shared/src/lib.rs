@@ -18,6 +18,7 @@ pub mod settings;
 pub mod signing;
 pub mod ssml;
 pub mod storage;
+pub mod streams;
 pub mod targets;
 pub mod tasks;
 pub mod telemetry;

@@ -18,11 +18,18 @@ pub enum JobMessage {
     /// and absent on the wire, for the first publish): a worker drops a
     /// copy older than its generation's `redrives`
     /// (`crate::models::lease`).
+    ///
+    /// `stream_to` asks the worker to also send the audio as it is
+    /// rendered, to this routing key of `voiceprod.streams`
+    /// (`crate::streams`): the gateway replica that holds a streaming
+    /// request. Absent for everything else, and in a re-drive.
     #[serde(rename = "synthesize.v1", rename_all = "camelCase")]
     SynthesizeV1 {
         generation_id: GenerationId,
         #[serde(default, skip_serializing_if = "is_zero")]
         redrive: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_to: Option<String>,
     },
 }
 
@@ -32,6 +39,16 @@ impl JobMessage {
         Self::SynthesizeV1 {
             generation_id,
             redrive: 0,
+            stream_to: None,
+        }
+    }
+
+    /// The first job of a generation whose audio is streamed to `stream_to`.
+    pub fn synthesize_streamed(generation_id: GenerationId, stream_to: Option<String>) -> Self {
+        Self::SynthesizeV1 {
+            generation_id,
+            redrive: 0,
+            stream_to,
         }
     }
 }
@@ -193,6 +210,7 @@ mod tests {
         let redriven = JobMessage::SynthesizeV1 {
             generation_id: id,
             redrive: 2,
+            stream_to: None,
         };
         let json = serde_json::to_value(&redriven).unwrap();
         assert_eq!(
@@ -206,6 +224,11 @@ mod tests {
         assert!(
             serde_json::from_str::<JobMessage>(r#"{"type":"synthesize.v9","generationId":"x"}"#)
                 .is_err()
+        );
+        let streamed = JobMessage::synthesize_streamed(id, Some("gw.1".into()));
+        assert_eq!(
+            serde_json::to_value(&streamed).unwrap(),
+            serde_json::json!({"type": "synthesize.v1", "generationId": id.to_string(), "streamTo": "gw.1"})
         );
     }
 

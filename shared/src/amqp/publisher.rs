@@ -93,6 +93,47 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Publishes raw `body` as a transient message (not written to disk,
+    /// not mandatory: nobody listening is fine) and waits for the confirm,
+    /// so messages of one caller stay in order. For streamed audio
+    /// (`crate::streams`), where the stored file is what is durable.
+    pub async fn publish_transient(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), BrokerError> {
+        let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            let ch = self.confirm_channel().await?;
+            let props = BasicProperties::default()
+                .with_delivery_mode(1)
+                .with_content_type("application/octet-stream".into());
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props,
+                )
+                .await?
+                .await?;
+            match confirm {
+                Confirmation::Nack(_) => Err(BrokerError::Nacked),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(|_| BrokerError::Timeout)
+        .and_then(|r| r);
+        if result.is_err() {
+            self.channel.lock().await.take();
+        }
+        result
+    }
+}
+
 /// The headers every message carries: trace context and publish time.
 fn headers(now: chrono::DateTime<chrono::Utc>) -> FieldTable {
     let mut headers = FieldTable::default();

@@ -73,6 +73,11 @@ impl Topology {
     pub fn keys_exchange(&self) -> String {
         self.name("voiceprod.keys")
     }
+    /// Direct exchange of streamed audio (`crate::streams`), routing key the
+    /// gateway replica's, which binds an exclusive queue of its own to it.
+    pub fn streams_exchange(&self) -> String {
+        self.name("voiceprod.streams")
+    }
 
     fn queue_args(&self, quorum: bool) -> FieldTable {
         let mut args = FieldTable::default();
@@ -123,6 +128,13 @@ impl Topology {
         ch.exchange_declare(
             self.keys_exchange().into(),
             ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.streams_exchange().into(),
+            ExchangeKind::Direct,
             durable,
             FieldTable::default(),
         )
