@@ -36,22 +36,27 @@ struct Span {
     char_end: usize,
 }
 
+/// Fades a piece in and out over [`FADE_MS`], as [`join`] does to each.
+pub fn fade_edges(samples: &mut [i16], rate: u32) {
+    let n = samples.len();
+    let f = ((rate * FADE_MS / 1000) as usize).min(n / 2);
+    for i in 0..f {
+        let gain = i as f32 / f as f32;
+        samples[i] = (f32::from(samples[i]) * gain) as i16;
+        samples[n - 1 - i] = (f32::from(samples[n - 1 - i]) * gain) as i16;
+    }
+}
+
 /// The joined track and its words.
 pub fn join(pieces: Vec<Piece>, rate: u32, text: &str) -> (Vec<i16>, Alignment) {
     let chars: Vec<char> = text.chars().collect();
-    let fade = (rate * FADE_MS / 1000) as usize;
     let total: usize = pieces.iter().map(|p| p.samples.len()).sum();
     let mut track = Vec::with_capacity(total);
     let mut spans: Vec<Span> = Vec::new();
     for mut piece in pieces {
         let offset = track.len();
         let n = piece.samples.len();
-        let f = fade.min(n / 2);
-        for i in 0..f {
-            let gain = i as f32 / f as f32;
-            piece.samples[i] = (f32::from(piece.samples[i]) * gain) as i16;
-            piece.samples[n - 1 - i] = (f32::from(piece.samples[n - 1 - i]) * gain) as i16;
-        }
+        fade_edges(&mut piece.samples, rate);
         let mut marks = piece.words;
         marks.sort_by_key(|m| m.sample);
         for (k, m) in marks.iter().enumerate() {

@@ -53,13 +53,14 @@ pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
     let JobMessage::SynthesizeV1 {
         generation_id,
         redrive,
+        stream_to,
     } = job;
     let queue = ctx.broker.topology().jobs_queue();
     ctx.leases
         .consumed(&ctx.db, &queue, incoming.published_at)
         .await;
     let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive);
-    match process(ctx, generation_id, redrive)
+    match process(ctx, generation_id, redrive, stream_to.as_deref())
         .instrument(span.clone())
         .await
     {
@@ -91,7 +92,12 @@ pub async fn run(ctx: Arc<State>, prefetch: u16, drain: Duration, cancel: Cancel
 }
 
 /// `Err` means "retry": every permanent problem is settled on the row.
-async fn process(ctx: &State, id: GenerationId, redrive: i32) -> anyhow::Result<()> {
+async fn process(
+    ctx: &State,
+    id: GenerationId,
+    redrive: i32,
+    stream_to: Option<&str>,
+) -> anyhow::Result<()> {
     let Some(mut generation) = load(ctx, id.0).await? else {
         // Nothing will ever render it (a deleted workspace, a foreign job).
         tracing::warn!("no such generation; dropping the job");
@@ -123,7 +129,11 @@ async fn process(ctx: &State, id: GenerationId, redrive: i32) -> anyhow::Result<
         let started = std::time::Instant::now();
         let Some(rendered) = ctx
             .leases
-            .hold(&ctx.db, &holder, render_and_store(ctx, &generation))
+            .hold(
+                &ctx.db,
+                &holder,
+                render_and_store(ctx, &generation, stream_to),
+            )
             .await
         else {
             // Timed out, or claimed by another worker after our lease

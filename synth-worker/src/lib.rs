@@ -14,6 +14,7 @@ pub mod render;
 pub mod speaker;
 pub mod startup;
 pub mod state;
+pub mod stream;
 pub mod text;
 
 pub use consumer::handle;

@@ -10,21 +10,25 @@
 
 use std::path::Path;
 
+use futures_util::StreamExt;
 use futures_util::future::try_join_all;
+use futures_util::stream::FuturesOrdered;
 use object_store::ObjectStoreExt;
 use shared::alignment::{Alignment, alignment_key};
 use shared::credits;
 use shared::formats::AudioFormat;
+use shared::ids::GenerationId;
 use shared::models::Generation;
 use shared::storage::audio_key;
 use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 
-use crate::alignment::{Piece, join};
+use crate::alignment::{Piece, fade_edges, join};
 use crate::engine::piper::Piper;
 use crate::engine::{
     EngineError, EnginePool, EngineRequest, KokoroRequest, PiperRequest, RATE_MAX, RATE_MIN, kokoro,
 };
 use crate::state::State;
+use crate::stream::Streamer;
 use crate::{encode, text};
 
 /// The rate libespeak-ng renders at (a Piper model says its own, Kokoro
@@ -79,6 +83,45 @@ pub struct Plan {
     pub max_audio_ms: u64,
     /// Characters charged for.
     pub characters: u64,
+    /// The rate the engine renders at.
+    pub engine_rate: u32,
+}
+
+impl Plan {
+    /// The plan of a streamed render: its first chunk cut to at most
+    /// [`text::FIRST_STREAM_CHARS`] (at a sentence end where one fits), so
+    /// the first audio is ready after a sentence, not a whole chunk.
+    pub fn streamed(mut self) -> Self {
+        let Some((first, start)) = self.chunks.first().cloned() else {
+            return self;
+        };
+        if first.ssml {
+            return self;
+        }
+        let parts = text::chunks(&first.text, text::FIRST_STREAM_CHARS);
+        let Some(head) = parts.first().filter(|_| parts.len() > 1) else {
+            return self;
+        };
+        let head_chars = head.text.chars().count();
+        let rest: String = first.text.chars().skip(head_chars).collect();
+        let rate = u64::from(self.engine_rate);
+        let request = |text: String| {
+            let max_ms = credits::max_audio_ms(credits::characters(&text));
+            EngineRequest {
+                text,
+                max_samples: Some(max_ms * rate / 1000),
+                ..first.clone()
+            }
+        };
+        self.chunks.splice(
+            0..1,
+            [
+                (request(head.text.clone()), start),
+                (request(rest), start + head_chars),
+            ],
+        );
+        self
+    }
 }
 
 /// Encoded audio and its word timestamps.
@@ -227,6 +270,7 @@ pub fn plan(
         kokoro: kokoro.is_some(),
         max_audio_ms,
         characters,
+        engine_rate,
     })
 }
 
@@ -266,13 +310,7 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
         engines.render(request).await.map(|r| (r, *char_start))
     }))
     .await
-    .map_err(|e| match e {
-        EngineError::Refused { code, message } => JobError::Permanent {
-            code: refusal_code(&code),
-            message,
-        },
-        other => JobError::Transient(anyhow::Error::new(other).context("Failed to render")),
-    })?;
+    .map_err(engine_failed)?;
     let rate = rendered.first().map_or(ENGINE_RATE, |(r, _)| r.sample_rate);
     // Each chunk kept to its own ceiling; the whole must keep to the
     // generation's (the floor of short chunks adds up).
@@ -310,13 +348,136 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
     })
 }
 
-/// Renders, encodes and stores the audio of a `processing` generation.
+fn engine_failed(e: EngineError) -> JobError {
+    match e {
+        EngineError::Refused { code, message } => JobError::Permanent {
+            code: refusal_code(&code),
+            message,
+        },
+        other => JobError::Transient(anyhow::Error::new(other).context("Failed to render")),
+    }
+}
+
+/// As [`produce`], and the audio goes to `streamer` as it is rendered:
+/// the chunks render in parallel as there, and each is faded, encoded and
+/// sent as soon as it and every chunk before it are done. The file is
+/// every byte sent (WAV's sizes and MP3's tag filled in at the end); on an
+/// error the stream says so and ends.
+pub async fn produce_streamed(
+    engines: &EnginePool,
+    plan: &Plan,
+    mut streamer: Streamer<'_>,
+) -> Result<Produced, JobError> {
+    match stream_chunks(engines, plan, &mut streamer).await {
+        Ok((produced, tail)) => {
+            streamer.finish(&tail).await;
+            Ok(produced)
+        }
+        Err(e) => {
+            let (code, message, retrying) = match &e {
+                JobError::Permanent { code, message } => (*code, message.clone(), false),
+                JobError::Transient(e) => ("synthesis_failed", format!("{e:#}"), true),
+            };
+            streamer.fail(code, &message, retrying).await;
+            Err(e)
+        }
+    }
+}
+
+async fn stream_chunks(
+    engines: &EnginePool,
+    plan: &Plan,
+    streamer: &mut Streamer<'_>,
+) -> Result<(Produced, Vec<u8>), JobError> {
+    let mut rendering: FuturesOrdered<_> = plan
+        .chunks
+        .iter()
+        .map(|(request, char_start)| async move {
+            engines.render(request).await.map(|r| (r, *char_start))
+        })
+        .collect();
+    let mut encoder: Option<encode::Stream> = None;
+    let mut pieces = Vec::with_capacity(plan.chunks.len());
+    let (mut rate, mut total) = (ENGINE_RATE, 0usize);
+    while let Some(rendered) = rendering.next().await {
+        let (r, char_start) = rendered.map_err(engine_failed)?;
+        rate = r.sample_rate;
+        total += r.samples.len();
+        let total_ms = encode::duration_ms(total, rate).max(0) as u64;
+        if total_ms > plan.max_audio_ms {
+            return Err(too_long(total_ms, plan.max_audio_ms, plan.characters));
+        }
+        let mut faded = r.samples.clone();
+        fade_edges(&mut faded, rate);
+        let mut stream = match encoder.take() {
+            Some(s) => s,
+            None => encode::Stream::new(plan.format, rate, plan.sample_rate)
+                .map_err(|e| JobError::permanent("encoding_failed", e.to_string()))?,
+        };
+        let (stream, bytes) = blocking(move || {
+            let bytes = stream.push(&faded);
+            (stream, bytes)
+        })
+        .await?;
+        encoder = Some(stream);
+        let bytes = bytes.map_err(|e| JobError::permanent("encoding_failed", e.to_string()))?;
+        streamer.chunk(&bytes).await;
+        pieces.push(Piece {
+            samples: r.samples,
+            words: r.words,
+            char_start,
+        });
+    }
+    let (track, alignment) = join(pieces, rate, &plan.text);
+    let (Some(stream), false) = (encoder, track.is_empty()) else {
+        return Err(JobError::permanent(
+            "no_audio",
+            "the text contains nothing to speak",
+        ));
+    };
+    let (tail, bytes) = blocking(move || stream.finish())
+        .await?
+        .map_err(|e| JobError::permanent("encoding_failed", e.to_string()))?;
+    let produced = Produced {
+        bytes,
+        alignment,
+        duration_ms: encode::duration_ms(track.len(), rate),
+    };
+    Ok((produced, tail))
+}
+
+/// CPU work of up to seconds, off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("Encoder task failed")))
+}
+
+/// Renders, encodes and stores the audio of a `processing` generation;
+/// with `stream_to`, its audio also goes there as it is rendered
+/// (`crate::stream`).
 pub async fn render_and_store(
     ctx: &State,
     generation: &Generation,
+    stream_to: Option<&str>,
 ) -> Result<StoredAudio, JobError> {
-    let voice = resolve_voice(ctx, generation).await?;
-    let plan = plan(generation, &voice, &ctx.voices_dir)?;
+    let streamer =
+        |to: &str| Streamer::new(&ctx.publisher, GenerationId(generation.id), to.to_owned());
+    let planned = resolve_voice(ctx, generation)
+        .await
+        .and_then(|voice| plan(generation, &voice, &ctx.voices_dir));
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            // A transient error before the render is said by the next attempt.
+            if let (Some(to), JobError::Permanent { code, message }) = (stream_to, &e) {
+                streamer(to).fail(code, message, false).await;
+            }
+            return Err(e);
+        }
+    };
     let pool = if plan.kokoro {
         &ctx.kokoro
     } else if plan.neural {
@@ -324,7 +485,10 @@ pub async fn render_and_store(
     } else {
         &ctx.engines
     };
-    let produced = produce(pool, &plan).await?;
+    let produced = match stream_to {
+        Some(to) => produce_streamed(pool, &plan.clone().streamed(), streamer(to)).await?,
+        None => produce(pool, &plan).await?,
+    };
     let (ws, id) = (generation.workspace_id.into(), generation.id.into());
     let key = audio_key(ws, id, plan.format);
     let store_failed = |e: object_store::Error| {

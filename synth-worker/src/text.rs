@@ -7,6 +7,9 @@
 
 /// Characters per chunk at most.
 pub const CHUNK_CHARS: usize = 800;
+/// Characters of a streamed render's first chunk at most: its audio is the
+/// first a listener hears, so it should be a sentence, not a paragraph.
+pub const FIRST_STREAM_CHARS: usize = 200;
 
 /// A piece of the text and where it starts in the whole, in characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

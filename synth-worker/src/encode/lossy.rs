@@ -12,67 +12,123 @@ use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 use super::EncodeError;
 
 pub fn mp3(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeError> {
-    let e = |what: &str, detail: String| EncodeError::Codec(format!("MP3 {what}: {detail}"));
-    let mut builder = Builder::new().ok_or_else(|| e("init", "LAME failed to start".into()))?;
-    builder
-        .set_num_channels(1)
-        .map_err(|x| e("channels", x.to_string()))?;
-    builder
-        .set_sample_rate(sample_rate)
-        .map_err(|x| e("rate", x.to_string()))?;
-    builder
-        .set_brate(Bitrate::Kbps64)
-        .map_err(|x| e("bitrate", x.to_string()))?;
-    builder
-        .set_quality(Quality::Good)
-        .map_err(|x| e("quality", x.to_string()))?;
-    let mut encoder = builder.build().map_err(|x| e("build", x.to_string()))?;
-    let mut out = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(samples.len()));
-    encoder
-        .encode_to_vec(MonoPcm(samples), &mut out)
-        .map_err(|x| e("encode", x.to_string()))?;
-    out.reserve(7200);
-    encoder
-        .flush_to_vec::<FlushGap>(&mut out)
-        .map_err(|x| e("flush", x.to_string()))?;
-    // LAME reserved the first frame for the Info tag; fill it in now.
-    let tag_size = encoder.lame_tag_size();
-    if tag_size > 0 && tag_size <= out.len() {
-        let mut tag = vec![MaybeUninit::<u8>::uninit(); tag_size];
-        if let Some(n) = encoder.lame_tag_encode(&mut tag) {
-            for (dst, src) in out.iter_mut().zip(&tag[..n.get()]) {
-                // SAFETY: LAME wrote the first `n` bytes of `tag`.
-                *dst = unsafe { src.assume_init() };
+    let mut stream = Mp3Stream::new(sample_rate)?;
+    let mut out = stream.push(samples)?;
+    stream.finish(&mut out)?;
+    Ok(out)
+}
+
+fn mp3_error(what: &str, detail: impl std::fmt::Display) -> EncodeError {
+    EncodeError::Codec(format!("MP3 {what}: {detail}"))
+}
+
+/// LAME fed piece by piece: the same bytes as one call with all samples,
+/// given out as LAME completes frames.
+pub struct Mp3Stream {
+    encoder: mp3lame_encoder::Encoder,
+}
+
+impl Mp3Stream {
+    pub fn new(sample_rate: u32) -> Result<Self, EncodeError> {
+        let mut builder =
+            Builder::new().ok_or_else(|| mp3_error("init", "LAME failed to start"))?;
+        builder
+            .set_num_channels(1)
+            .map_err(|x| mp3_error("channels", x))?;
+        builder
+            .set_sample_rate(sample_rate)
+            .map_err(|x| mp3_error("rate", x))?;
+        builder
+            .set_brate(Bitrate::Kbps64)
+            .map_err(|x| mp3_error("bitrate", x))?;
+        builder
+            .set_quality(Quality::Good)
+            .map_err(|x| mp3_error("quality", x))?;
+        let encoder = builder.build().map_err(|x| mp3_error("build", x))?;
+        Ok(Self { encoder })
+    }
+
+    /// The frames `samples` completed.
+    pub fn push(&mut self, samples: &[i16]) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(samples.len()));
+        self.encoder
+            .encode_to_vec(MonoPcm(samples), &mut out)
+            .map_err(|x| mp3_error("encode", x))?;
+        Ok(out)
+    }
+
+    /// Appends the last frames to `whole` (every byte pushed so far, in
+    /// order) and fills in the LAME/Info tag in its first frame, which
+    /// LAME reserved for it: a streamed copy has that frame blank (players
+    /// then do not trim the encoder's padding, ~50 ms).
+    pub fn finish(mut self, whole: &mut Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+        let mut tail = Vec::with_capacity(7200);
+        self.encoder
+            .flush_to_vec::<FlushGap>(&mut tail)
+            .map_err(|x| mp3_error("flush", x))?;
+        whole.extend_from_slice(&tail);
+        let tag_size = self.encoder.lame_tag_size();
+        if tag_size > 0 && tag_size <= whole.len() {
+            let mut tag = vec![MaybeUninit::<u8>::uninit(); tag_size];
+            if let Some(n) = self.encoder.lame_tag_encode(&mut tag) {
+                for (dst, src) in whole.iter_mut().zip(&tag[..n.get()]) {
+                    // SAFETY: LAME wrote the first `n` bytes of `tag`.
+                    *dst = unsafe { src.assume_init() };
+                }
             }
         }
+        Ok(tail)
     }
-    Ok(out)
 }
 
 /// Samples libopus delays its output by at 48 kHz (2.5 ms + 4 ms; the same
 /// for every input rate and application but restricted-low-delay).
 const OPUS_PRE_SKIP: u16 = 312;
 const OPUS_BITRATE: i32 = 32_000;
+const OPUS_SERIAL: u32 = 0x766f_6963;
+/// Packets per Ogg page: about one page a second keeps seeking fine-grained.
+const PACKETS_PER_PAGE: u64 = 50;
 
 pub fn ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeError> {
-    let e = |what: &str, detail: String| EncodeError::Codec(format!("Opus {what}: {detail}"));
-    let mut encoder =
-        opus::Encoder::new(sample_rate, opus::Channels::Mono, opus::Application::Audio)
-            .map_err(|x| e("init", x.to_string()))?;
-    encoder
-        .set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))
-        .map_err(|x| e("bitrate", x.to_string()))?;
-    // Complexity 5 of 10: about twice as fast, no audible loss for speech.
-    encoder
-        .set_complexity(5)
-        .map_err(|x| e("complexity", x.to_string()))?;
-    let frame = sample_rate as usize / 50;
-    let per_frame_48k = 960u64;
-    let total_48k = samples.len() as u64 * 48_000 / u64::from(sample_rate);
-    let serial = 0x766f_6963;
-    let mut out = Vec::with_capacity(samples.len() / 4 + 1024);
-    {
-        let mut writer = PacketWriter::new(&mut out);
+    let mut stream = OggOpusStream::new(sample_rate)?;
+    let mut out = stream.push(samples)?;
+    out.extend(stream.finish()?);
+    Ok(out)
+}
+
+fn opus_error(what: &str, detail: impl std::fmt::Display) -> EncodeError {
+    EncodeError::Codec(format!("Opus {what}: {detail}"))
+}
+
+/// Opus in Ogg fed piece by piece: whole 20 ms frames are encoded as
+/// samples arrive, and each push ends an Ogg page so its audio can be sent
+/// at once; the final granule (known only at the end) trims the padding.
+pub struct OggOpusStream {
+    encoder: opus::Encoder,
+    writer: PacketWriter<'static, Vec<u8>>,
+    sample_rate: u32,
+    frame: usize,
+    /// Samples not yet a whole frame.
+    pending: Vec<i16>,
+    /// The last encoded packet, written once we know how it ends a page.
+    held: Option<(Vec<u8>, u64)>,
+    packets: u64,
+    samples_in: u64,
+}
+
+impl OggOpusStream {
+    pub fn new(sample_rate: u32) -> Result<Self, EncodeError> {
+        let mut encoder =
+            opus::Encoder::new(sample_rate, opus::Channels::Mono, opus::Application::Audio)
+                .map_err(|x| opus_error("init", x))?;
+        encoder
+            .set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))
+            .map_err(|x| opus_error("bitrate", x))?;
+        // Complexity 5 of 10: about twice as fast, no audible loss for speech.
+        encoder
+            .set_complexity(5)
+            .map_err(|x| opus_error("complexity", x))?;
+        let mut writer = PacketWriter::new(Vec::new());
         let mut head = Vec::with_capacity(19);
         head.extend_from_slice(b"OpusHead");
         head.push(1);
@@ -81,9 +137,9 @@ pub fn ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeErro
         head.extend_from_slice(&sample_rate.to_le_bytes());
         head.extend_from_slice(&0i16.to_le_bytes());
         head.push(0);
-        let io = |x: std::io::Error| e("container", x.to_string());
+        let io = |x: std::io::Error| opus_error("container", x);
         writer
-            .write_packet(head, serial, PacketWriteEndInfo::EndPage, 0)
+            .write_packet(head, OPUS_SERIAL, PacketWriteEndInfo::EndPage, 0)
             .map_err(io)?;
         let vendor = b"voiceprod";
         let mut tags = Vec::new();
@@ -92,45 +148,91 @@ pub fn ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, EncodeErro
         tags.extend_from_slice(vendor);
         tags.extend_from_slice(&0u32.to_le_bytes());
         writer
-            .write_packet(tags, serial, PacketWriteEndInfo::EndPage, 0)
+            .write_packet(tags, OPUS_SERIAL, PacketWriteEndInfo::EndPage, 0)
             .map_err(io)?;
-        // The decoder drops the first OPUS_PRE_SKIP samples (the encoder's
-        // delay), so the packets must cover pre-skip + the audio: without
-        // the extra frame, audio ending within 6.5 ms of a frame boundary
-        // would have its final granule past the decoded samples (and its
-        // last milliseconds cut).
-        let pre_skip_in = (usize::from(OPUS_PRE_SKIP) * sample_rate as usize).div_ceil(48_000);
-        let frames = (samples.len() + pre_skip_in).div_ceil(frame).max(1);
-        let mut pcm = vec![0i16; frame];
+        Ok(Self {
+            encoder,
+            writer,
+            sample_rate,
+            frame: sample_rate as usize / 50,
+            pending: Vec::new(),
+            held: None,
+            packets: 0,
+            samples_in: 0,
+        })
+    }
+
+    /// Encodes one frame (`pcm`, zero-padded) and writes the packet held
+    /// before it.
+    fn encode_frame(&mut self, pcm: &[i16]) -> Result<(), EncodeError> {
+        let mut frame = vec![0i16; self.frame];
+        frame[..pcm.len()].copy_from_slice(pcm);
         let mut packet = vec![0u8; 4000];
-        for i in 0..frames {
-            let chunk =
-                &samples[(i * frame).min(samples.len())..((i + 1) * frame).min(samples.len())];
-            pcm[..chunk.len()].copy_from_slice(chunk);
-            pcm[chunk.len()..].fill(0);
-            let n = encoder
-                .encode(&pcm, &mut packet)
-                .map_err(|x| e("encode", x.to_string()))?;
-            let last = i + 1 == frames;
-            let granule = if last {
-                u64::from(OPUS_PRE_SKIP) + total_48k
-            } else {
-                u64::from(OPUS_PRE_SKIP) + (i as u64 + 1) * per_frame_48k
-            };
-            let end = if last {
-                PacketWriteEndInfo::EndStream
-            } else if (i + 1) % 50 == 0 {
-                // About one page a second keeps seeking fine-grained.
+        let n = self
+            .encoder
+            .encode(&frame, &mut packet)
+            .map_err(|x| opus_error("encode", x))?;
+        packet.truncate(n);
+        self.packets += 1;
+        let granule = u64::from(OPUS_PRE_SKIP) + self.packets * 960;
+        if let Some(held) = self.held.replace((packet, granule)) {
+            let end = if (self.packets - 1) % PACKETS_PER_PAGE == 0 {
                 PacketWriteEndInfo::EndPage
             } else {
                 PacketWriteEndInfo::NormalPacket
             };
-            writer
-                .write_packet(packet[..n].to_vec(), serial, end, granule)
-                .map_err(io)?;
+            self.write(held, end)?;
         }
+        Ok(())
     }
-    Ok(out)
+
+    fn write(
+        &mut self,
+        (packet, granule): (Vec<u8>, u64),
+        end: PacketWriteEndInfo,
+    ) -> Result<(), EncodeError> {
+        self.writer
+            .write_packet(packet, OPUS_SERIAL, end, granule)
+            .map_err(|x| opus_error("container", x))
+    }
+
+    /// The pages `samples` completed (the headers with the first push).
+    pub fn push(&mut self, samples: &[i16]) -> Result<Vec<u8>, EncodeError> {
+        self.samples_in += samples.len() as u64;
+        self.pending.extend_from_slice(samples);
+        let whole = self.pending.len() / self.frame * self.frame;
+        let pending = std::mem::take(&mut self.pending);
+        for frame in pending[..whole].chunks(self.frame) {
+            self.encode_frame(frame)?;
+        }
+        self.pending = pending[whole..].to_vec();
+        // End a page here, so this audio can go out now.
+        if let Some(held) = self.held.take() {
+            self.write(held, PacketWriteEndInfo::EndPage)?;
+        }
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+
+    /// The last pages. The decoder drops the first OPUS_PRE_SKIP samples
+    /// (the encoder's delay), so the packets must cover pre-skip + the
+    /// audio: without the extra samples, audio ending within 6.5 ms of a
+    /// frame boundary would have its final granule past the decoded
+    /// samples (and its last milliseconds cut).
+    pub fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
+        let rate = self.sample_rate as usize;
+        let pre_skip_in = (usize::from(OPUS_PRE_SKIP) * rate).div_ceil(48_000);
+        let mut rest = std::mem::take(&mut self.pending);
+        rest.resize(rest.len() + pre_skip_in, 0);
+        for frame in rest.chunks(self.frame) {
+            self.encode_frame(frame)?;
+        }
+        let total_48k = self.samples_in * 48_000 / u64::from(self.sample_rate);
+        if let Some((packet, _)) = self.held.take() {
+            let granule = u64::from(OPUS_PRE_SKIP) + total_48k;
+            self.write((packet, granule), PacketWriteEndInfo::EndStream)?;
+        }
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
 }
 
 #[cfg(test)]

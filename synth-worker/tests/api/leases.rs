@@ -35,6 +35,7 @@ fn copy(id: Uuid, redrive: i32) -> Incoming {
     let msg = JobMessage::SynthesizeV1 {
         generation_id: GenerationId(id),
         redrive,
+        stream_to: None,
     };
     Incoming {
         data: serde_json::to_vec(&msg).unwrap(),
