@@ -43,6 +43,8 @@ pub struct Pending {
     pub max_in_flight: Option<i64>,
     /// The request's `Idempotency-Key` claim, settled with the 202.
     pub claim: Option<Claim>,
+    /// Where the job asks for its audio to be streamed (`crate::streams`).
+    pub stream_to: Option<String>,
 }
 
 /// The 202 body and the row, or the request's error.
@@ -119,13 +121,15 @@ async fn committer(state: Arc<State>, stop: CancellationToken) {
             .broker()
             .metrics()
             .observe_create_batch(pending.len());
-        let traces: Vec<Option<String>> =
-            pending.iter().map(|p| p.new.traceparent.clone()).collect();
+        let jobs: Vec<(Option<String>, Option<String>)> = pending
+            .iter()
+            .map(|p| (p.new.traceparent.clone(), p.stream_to.clone()))
+            .collect();
         let outcomes = commit(&state, pending).await;
         // Publishing and answering go on beside the next batch.
         let state = state.clone();
         tokio::spawn(async move {
-            publish_accepted(&state, &outcomes, &traces).await;
+            publish_accepted(&state, &outcomes, &jobs).await;
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A client that went away is answered by nobody; its
                 // generation is committed and published all the same.
@@ -269,18 +273,23 @@ fn accepted(
 /// Publishes the jobs of the accepted creates at once and waits for their
 /// confirms, at most `PUBLISH_WAIT`: a job not confirmed by then is left to
 /// the sweeper (`crate::sweeper`); the client still gets its 202. Each job
-/// carries the trace of the request that created it (`traces`, by index).
-async fn publish_accepted(state: &State, outcomes: &[Outcome], traces: &[Option<String>]) {
-    let jobs: Vec<(GenerationId, TraceContext)> = outcomes
+/// carries the trace of the request that created it and where to stream
+/// its audio (`jobs`, by index).
+async fn publish_accepted(
+    state: &State,
+    outcomes: &[Outcome],
+    jobs: &[(Option<String>, Option<String>)],
+) {
+    let jobs: Vec<(GenerationId, TraceContext, Option<String>)> = outcomes
         .iter()
-        .zip(traces)
-        .filter_map(|(o, trace)| {
+        .zip(jobs)
+        .filter_map(|(o, (trace, stream_to))| {
             let (g, _) = o.as_ref().ok()?;
             let trace = trace
                 .as_deref()
                 .and_then(TraceContext::parse)
                 .unwrap_or_else(TraceContext::new_root);
-            Some((GenerationId(g.id), trace))
+            Some((GenerationId(g.id), trace, stream_to.clone()))
         })
         .collect();
     if jobs.is_empty() {
@@ -289,7 +298,7 @@ async fn publish_accepted(state: &State, outcomes: &[Outcome], traces: &[Option<
     let ids = jobs.len();
     let all = futures_util::future::join_all(
         jobs.into_iter()
-            .map(|(id, trace)| trace.scope(publish_job(state, id))),
+            .map(|(id, trace, stream_to)| trace.scope(publish_job(state, id, stream_to))),
     );
     if tokio::time::timeout(PUBLISH_WAIT, all).await.is_err() {
         tracing::warn!(

@@ -59,10 +59,33 @@ pub async fn accept(
     valid: ValidGeneration,
     claim: Option<Claim>,
 ) -> Result<(Generation, Vec<u8>), ApiError> {
+    accept_as(
+        req,
+        state,
+        principal,
+        valid,
+        claim,
+        GenerationId::new(),
+        None,
+    )
+    .await
+}
+
+/// As [`accept`], for a generation of id `id` chosen by the caller, whose
+/// job asks the worker to stream its audio to `stream_to`
+/// (`crate::streams`; the caller listens before this publishes).
+pub async fn accept_as(
+    req: &HttpRequest,
+    state: &State,
+    principal: &Principal,
+    valid: ValidGeneration,
+    claim: Option<Claim>,
+    id: GenerationId,
+    stream_to: Option<String>,
+) -> Result<(Generation, Vec<u8>), ApiError> {
     // Refuse before charging anything when the broker is down or the system
     // is overloaded: 503, nothing changed.
     state.ensure_broker().await?;
-    let id = GenerationId::new();
     let new = NewGeneration {
         id: id.0,
         workspace_id: principal.workspace_id.0,
@@ -91,6 +114,7 @@ pub async fn accept(
             key_credit_limit: principal.credit_limit,
             max_in_flight,
             claim: claim.clone(),
+            stream_to,
         })
         .await;
     match created {
@@ -130,9 +154,10 @@ impl Accepted {
 pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Publishes the job (waiting for the broker's confirm) and queues the mark
-/// that it was published; a failure is left to the sweeper.
-pub async fn publish_job(state: &State, id: GenerationId) {
-    let job = JobMessage::synthesize(id);
+/// that it was published; a failure is left to the sweeper. With
+/// `stream_to`, the worker streams the audio there too.
+pub async fn publish_job(state: &State, id: GenerationId, stream_to: Option<String>) {
+    let job = JobMessage::synthesize_streamed(id, stream_to);
     let exchange = state.publisher.broker().topology().jobs_exchange();
     match state
         .publisher

@@ -23,6 +23,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod streams;
 pub mod sweeper;
 
 pub use startup::Application;

@@ -51,6 +51,7 @@ impl Application {
             store: storage.store.clone(),
             storage,
             completions: Arc::new(crate::completions::Completions::new()),
+            streams: Arc::new(crate::streams::Streams::new()),
             keys: Arc::new(
                 KeyVerifier::new(
                     key_service.clone(),
@@ -139,6 +140,11 @@ impl Application {
             self.state.completions.clone(),
             self.shutdown.clone(),
         ));
+        let streams = tokio::spawn(crate::streams::run(
+            self.state.publisher.broker().clone(),
+            self.state.streams.clone(),
+            self.shutdown.clone(),
+        ));
         let state = self.state.clone();
         let background = self.shutdown.clone();
         let last_used = tokio::spawn(async move {
@@ -165,6 +171,7 @@ impl Application {
         let _ = sweeper.await;
         let _ = listener.await;
         let _ = completions.await;
+        let _ = streams.await;
         let _ = last_used.await;
         let _ = published.await;
         self.state.publisher.broker().close().await;

@@ -27,6 +27,8 @@ pub struct State {
     pub storage: shared::storage::Storage,
     /// Wakes requests waiting for a generation (`POST /v1/audio/speech`).
     pub completions: Arc<crate::completions::Completions>,
+    /// Audio streamed to this replica's speech requests.
+    pub streams: Arc<crate::streams::Streams>,
     pub keys: Arc<KeyVerifier>,
     pub key_service: Arc<KeyServiceClient>,
     pub last_used: LastUsed,

@@ -52,7 +52,9 @@ pub async fn sweep_once(state: &State) -> Result<usize, DbError> {
     for (id, traceparent) in &due {
         // The job continues the trace of the request that created it.
         let trace = shared::trace::continue_from(traceparent.as_deref());
-        trace.scope(publish_job(state, GenerationId(*id))).await;
+        trace
+            .scope(publish_job(state, GenerationId(*id), None))
+            .await;
     }
     if !due.is_empty() {
         tracing::info!(count = due.len(), "sweeper re-published generations");
@@ -101,6 +103,9 @@ pub async fn redrive_once(state: &State) -> Result<usize, DbError> {
         let job = JobMessage::SynthesizeV1 {
             generation_id: id,
             redrive: r.redrives,
+            // The request that streamed it has given up on chunks by now:
+            // it is answered from the stored file.
+            stream_to: None,
         };
         let trace = shared::trace::continue_from(r.traceparent.as_deref());
         let message_id = format!("{id}.redrive-{}", r.redrives);

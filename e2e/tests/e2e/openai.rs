@@ -37,7 +37,9 @@ async fn speech_answers_with_wav_audio_and_is_an_ordinary_charged_generation() {
     let bytes = response.bytes().await.unwrap().to_vec();
     let mut wav = hound::WavReader::new(Cursor::new(&bytes)).unwrap();
     assert_eq!(wav.spec().sample_rate, 24_000, "OpenAI's rate");
-    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    // Streamed: the header cannot know the length, so read to the end.
+    let samples: Vec<i16> = wav.samples::<i16>().map_while(Result::ok).collect();
+    assert_eq!(samples.len(), (bytes.len() - 44) / 2);
     assert!(samples.len() > 24_000, "{} samples", samples.len());
     let rms = rms(&samples);
     assert!(rms > 300.0, "RMS {rms}: silence");
@@ -174,4 +176,123 @@ async fn speech_times_out_with_504_and_the_generation_which_finishes_charged_onc
     let audio = stack.get(&format!("/v1/generations/{id}/audio")).await;
     assert_eq!(audio.headers()["content-type"], "audio/mpeg");
     assert_eq!(workspace_credits_used(&stack).await, 1);
+}
+
+/// `sentences` sentences of plain prose, each different.
+fn prose(sentences: usize) -> String {
+    (0..sentences)
+        .map(|i| {
+            format!("Sentence number {i} tells a short story about the harbour and its boats. ")
+        })
+        .collect()
+}
+
+async fn completed_audio(stack: &Stack, id: &str) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = stack.get_json(&format!("/v1/generations/{id}")).await;
+        if got["status"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audio = stack.get(&format!("/v1/generations/{id}/audio")).await;
+    assert_eq!(audio.status().as_u16(), 200);
+    audio.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn speech_streams_its_first_audio_while_the_rest_is_still_rendering() {
+    // One engine renders the chunks one after another: 10,000 characters
+    // take many times as long as the first sentence.
+    let stack = start_stack(settings(1)).await;
+    let text = prose(140);
+    assert!(text.len() > 10_000);
+    let mut response = stack
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "voice": "voice_3c71e9", "input": text, "response_format": "pcm"}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "a streamed answer has no length"
+    );
+    let id = response.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    assert!(!first.is_empty());
+    // The order, not a time: audio has arrived and the generation is
+    // still rendering.
+    let got = stack.get_json(&format!("/v1/generations/{id}")).await;
+    assert_eq!(got["status"], "processing", "{got}");
+
+    let mut streamed = first.to_vec();
+    let mut chunks = 1;
+    while let Some(more) = response.chunk().await.unwrap() {
+        streamed.extend_from_slice(&more);
+        chunks += 1;
+    }
+    assert!(chunks > 2, "{chunks} chunks");
+    let stored = completed_audio(&stack, &id).await;
+    assert_eq!(streamed.len(), stored.len(), "the same duration");
+    assert!(streamed == stored, "the stream is the stored file");
+    let credits = text.chars().count().div_ceil(1000) as i64;
+    assert_eq!(workspace_credits_used(&stack).await, credits);
+}
+
+#[tokio::test]
+async fn streamed_wav_mp3_and_opus_are_the_stored_files_and_flac_comes_whole() {
+    let stack = start_stack(settings(2)).await;
+    let text = prose(6);
+    for format in ["wav", "mp3", "opus", "flac"] {
+        let response = stack
+            .post(
+                "/v1/audio/speech",
+                json!({"model": "tts-1", "voice": "voice_3c71e9", "input": text, "response_format": format}),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "{format}");
+        let streamed_answer = response.headers().get("content-length").is_none();
+        let id = response.headers()["x-generation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let streamed = response.bytes().await.unwrap().to_vec();
+        let stored = completed_audio(&stack, &id).await;
+        match format {
+            "wav" => {
+                assert!(streamed_answer);
+                // A stream cannot know its length: only the header's
+                // sizes differ.
+                assert_eq!(streamed[44..], stored[44..]);
+                let wav = hound::WavReader::new(Cursor::new(&stored)).unwrap();
+                assert_eq!(wav.spec().sample_rate, 24_000);
+                assert_eq!(
+                    wav.duration() as usize,
+                    (streamed.len() - 44) / 2,
+                    "the same duration"
+                );
+            }
+            "mp3" => {
+                assert!(streamed_answer);
+                // Only the first frame differs: the LAME tag, known last.
+                assert_eq!(streamed.len(), stored.len());
+                let differ = streamed.iter().zip(&stored).rposition(|(a, b)| a != b);
+                assert!(differ.is_none_or(|at| at < 400), "{differ:?}");
+            }
+            "opus" => {
+                assert!(streamed_answer);
+                assert!(streamed == stored, "the stream is the stored file");
+            }
+            _ => {
+                assert!(!streamed_answer, "FLAC is answered whole");
+                assert!(streamed == stored);
+            }
+        }
+    }
 }

@@ -31,12 +31,13 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use shared::db::DbError;
+use shared::formats::AudioFormat;
 use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::GenerationId;
 use shared::models::{Generation, GenerationStatus};
@@ -46,8 +47,9 @@ use crate::audio::audio_response;
 use crate::auth::Principal;
 use crate::completions::announced;
 use crate::domain::generation_request::CreateGeneration;
-use crate::generations::{CREDITS_HEADER, accept, is_usable_cloned_voice};
+use crate::generations::{CREDITS_HEADER, accept_as, is_usable_cloned_voice};
 use crate::state::State;
+use crate::streams::{Chunk, Receiving};
 
 /// The generation an answer is about (success or not).
 pub const GENERATION_HEADER: &str = "x-generation-id";
@@ -279,13 +281,21 @@ async fn speech(
             None => e,
         }
     })?;
-    let (g, _) = accept(&req, &state, &principal, valid, None).await?;
-    let id = GenerationId(g.id);
+    // Streamed as rendered, but FLAC (whose header needs the whole):
+    // listen before the job is published, so no chunk is missed.
+    let id = GenerationId::new();
+    let format = valid.format;
+    let stream = (format != AudioFormat::Flac).then(|| state.streams.open(id));
+    let stream_to = stream
+        .as_ref()
+        .map(|_| state.streams.routing_key().to_owned());
+    let (g, _) = accept_as(&req, &state, &principal, valid, None, id, stream_to).await?;
     let credits = g.credits;
     let deadline = started + Duration::from_millis(state.settings.gateway.speech_timeout_ms);
-    let answer = match wait_for(&state, &g, deadline).await {
-        Ok(Some(done)) => finished(&state, done).await,
-        Ok(None) => Err(timed_out(id, &state)),
+    let answer = match wait_for(&state, &g, stream, deadline).await {
+        Ok(Waited::Audio(first, stream)) => Ok(streamed(format, first, stream)),
+        Ok(Waited::Finished(done)) => finished(&state, done).await,
+        Ok(Waited::TimedOut) => Err(timed_out(id, &state)),
         Err(e) => Err(e),
     };
     let mut response = answer.unwrap_or_else(|e| {
@@ -311,14 +321,28 @@ async fn speech(
     Ok(response)
 }
 
-/// Waits until generation `g` is no longer processing (`Some`, the row) or
-/// `deadline` passes (`None`). Subscribes before each read of the row, so
-/// an event between the two is not missed.
+/// What a speech request waited for.
+enum Waited {
+    /// The first chunk of streamed audio, and the rest to come.
+    Audio(Chunk, Receiving),
+    /// The generation finished (completed or failed) before any audio was
+    /// streamed to us: answered from the row and the stored file.
+    Finished(Generation),
+    TimedOut,
+}
+
+/// Waits until the first streamed audio of generation `g` arrives on
+/// `stream`, or it is no longer processing, or `deadline` passes.
+/// Subscribes before each read of the row, so an event between the two is
+/// not missed. A render that failed before sending audio (its job is
+/// retried, or the generation failed), or a stream joined after its start,
+/// is not an answer: the next attempt or the row is.
 async fn wait_for(
     state: &State,
     g: &Generation,
+    mut stream: Option<Receiving>,
     deadline: Instant,
-) -> Result<Option<Generation>, ApiError> {
+) -> Result<Waited, ApiError> {
     let id = GenerationId(g.id);
     let workspace = g.workspace_id;
     let mut rx = state.completions.subscribe();
@@ -331,22 +355,82 @@ async fn wait_for(
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("generation {id} vanished")))?;
         if row.status() != GenerationStatus::Processing {
-            return Ok(Some(row));
+            return Ok(Waited::Finished(row));
         }
         if Instant::now() >= deadline {
-            return Ok(None);
+            return Ok(Waited::TimedOut);
         }
         let poll = if state.completions.is_listening() {
             SAFETY_POLL
         } else {
             FALLBACK_POLL
         };
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = announced(&mut rx, id) => {}
+        let chunk = async {
+            match stream.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let got = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => None,
+            _ = tokio::time::sleep(poll) => None,
+            _ = announced(&mut rx, id) => None,
+            Some(chunk) = chunk => Some(chunk),
+        };
+        if let Some(chunk) = got.filter(|c| c.header.seq == 0 && c.header.error.is_none())
+            && let Some(stream) = stream.take()
+        {
+            return Ok(Waited::Audio(chunk, stream));
         }
     }
+}
+
+/// The longest pause between two chunks of a stream before the answer is
+/// ended as broken (a worker that died mid-render: its job is retried,
+/// but this answer cannot be resumed).
+const STREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// The audio as the worker streams it: chunked, in order, from `first` to
+/// the chunk marked last. A gap, another attempt's chunk, an error or a
+/// pause over [`STREAM_IDLE`] ends the body without its final chunk, so
+/// the client sees a broken transfer, never a short file passed as whole.
+fn streamed(format: AudioFormat, first: Chunk, stream: Receiving) -> HttpResponse {
+    let attempt = first.header.attempt;
+    let start = (Some(first), stream, 0u32, false);
+    let body =
+        futures_util::stream::unfold(start, move |(pending, mut stream, seq, done)| async move {
+            if done {
+                return None;
+            }
+            let chunk = match pending {
+                Some(first) => first,
+                None => match tokio::time::timeout(STREAM_IDLE, stream.recv()).await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) | Err(_) => {
+                        let e = std::io::Error::other(format!("no audio for {STREAM_IDLE:?}"));
+                        return Some((Err(e), (None, stream, seq, true)));
+                    }
+                },
+            };
+            let h = &chunk.header;
+            if h.attempt != attempt || h.seq != seq || h.error.is_some() {
+                tracing::warn!(
+                    generation_id = %h.generation_id,
+                    expected = seq,
+                    seq = h.seq,
+                    error = ?h.error,
+                    "the stream of a speech answer broke; ending it"
+                );
+                let e = std::io::Error::other("the render stopped mid-stream");
+                return Some((Err(e), (None, stream, seq, true)));
+            }
+            let last = h.last;
+            Some((Ok(chunk.audio), (None, stream, seq + 1, last)))
+        });
+    HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .streaming(body)
 }
 
 /// The audio of a finished generation, or why there is none.
