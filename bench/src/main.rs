@@ -13,6 +13,7 @@ mod piper;
 mod report;
 mod rss;
 mod stack;
+mod stream;
 mod webhooks;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ enum Benchmark {
     Keys,
     /// Webhook delivery throughput with 1 and 2 dispatchers, against plain POSTs.
     Webhooks,
+    /// Streamed speech: time to the first audio byte against the whole answer.
+    Stream,
 }
 
 #[tokio::main]
@@ -76,5 +79,6 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Kokoro => kokoro::run().await,
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
+        Benchmark::Stream => stream::run().await,
     }
 }
