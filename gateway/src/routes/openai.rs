@@ -1,9 +1,11 @@
 //! `POST /v1/audio/speech`: OpenAI's speech endpoint, so the official
 //! `openai` clients work with `base_url` pointed at voiceprod. The request
 //! becomes a normal generation (credits reserved in its transaction, a row
-//! in `GET /v1/generations`, usage, webhooks); the handler waits for the
-//! worker to finish it (`crate::completions` wakes it, the row decides)
-//! and answers with the audio bytes.
+//! in `GET /v1/generations`, usage, webhooks); the handler answers with the
+//! audio as the worker streams it (`crate::streams`), or, for FLAC and
+//! when no chunk comes, waits for the worker to finish it
+//! (`crate::completions` wakes it, the row decides) and answers with the
+//! stored file.
 //!
 //! Mapping (documented in docs/openai-speech.md):
 //! - `model`: `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts` (and its dated ids)
@@ -234,7 +236,7 @@ impl SpeechRequest {
     operation_id = "createSpeech",
     request_body = SpeechRequest,
     responses(
-        (status = 200, description = "The audio, 24 kHz, in `response_format`", content(
+        (status = 200, description = "The audio, 24 kHz, in `response_format`, streamed as it is rendered (chunked; `flac` whole)", content(
             (crate::openapi::Binary = "audio/mpeg"),
             (crate::openapi::Binary = "audio/ogg"),
             (crate::openapi::Binary = "audio/flac"),
@@ -293,7 +295,7 @@ async fn speech(
     let credits = g.credits;
     let deadline = started + Duration::from_millis(state.settings.gateway.speech_timeout_ms);
     let answer = match wait_for(&state, &g, stream, deadline).await {
-        Ok(Waited::Audio(first, stream)) => Ok(streamed(format, first, stream)),
+        Ok(Waited::Audio(first, stream)) => Ok(streamed(state.clone(), g, format, first, stream)),
         Ok(Waited::Finished(done)) => finished(&state, done).await,
         Ok(Waited::TimedOut) => Err(timed_out(id, &state)),
         Err(e) => Err(e),
@@ -390,43 +392,94 @@ async fn wait_for(
 /// but this answer cannot be resumed).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
 
+/// Where a streamed answer is.
+enum Phase {
+    /// The next chunk expected is number `seq` (the first is at hand).
+    Streaming {
+        pending: Option<Chunk>,
+        seq: u32,
+    },
+    /// The last chunk went out: the end waits for the generation.
+    Completing,
+    Ended,
+}
+
 /// The audio as the worker streams it: chunked, in order, from `first` to
-/// the chunk marked last. A gap, another attempt's chunk, an error or a
-/// pause over [`STREAM_IDLE`] ends the body without its final chunk, so
-/// the client sees a broken transfer, never a short file passed as whole.
-fn streamed(format: AudioFormat, first: Chunk, stream: Receiving) -> HttpResponse {
+/// the chunk marked last; the body ends once the generation has completed
+/// too (the worker stores the file and completes the row just after its
+/// last chunk), so a clean end means a completed, charged generation. A
+/// gap, another attempt's chunk, an error, a pause over [`STREAM_IDLE`] or
+/// a generation that does not complete within it ends the body without its
+/// final chunk: the client sees a broken transfer, never a short file
+/// passed as whole.
+fn streamed(
+    state: web::Data<State>,
+    g: Generation,
+    format: AudioFormat,
+    first: Chunk,
+    stream: Receiving,
+) -> HttpResponse {
     let attempt = first.header.attempt;
-    let start = (Some(first), stream, 0u32, false);
-    let body =
-        futures_util::stream::unfold(start, move |(pending, mut stream, seq, done)| async move {
-            if done {
-                return None;
-            }
+    let start = Phase::Streaming {
+        pending: Some(first),
+        seq: 0,
+    };
+    let id = GenerationId(g.id);
+    let g = std::sync::Arc::new(g);
+    let broken = move |why: String| {
+        tracing::warn!(generation_id = %id, why, "the stream of a speech answer broke; ending it");
+        Err(std::io::Error::other(why))
+    };
+    let body = futures_util::stream::unfold((start, stream), move |(phase, mut stream)| {
+        let (state, g) = (state.clone(), g.clone());
+        async move {
+            let (pending, seq) = match phase {
+                Phase::Ended => return None,
+                Phase::Completing => {
+                    let deadline = Instant::now() + STREAM_IDLE;
+                    let why = match wait_for(&state, &g, None, deadline).await {
+                        Ok(Waited::Finished(row))
+                            if row.status() == GenerationStatus::Completed =>
+                        {
+                            return None;
+                        }
+                        Ok(Waited::Finished(row)) => format!("the generation {}", row.status),
+                        Ok(_) => format!("the generation did not complete within {STREAM_IDLE:?}"),
+                        Err(e) => e.to_string(),
+                    };
+                    return Some((broken(why), (Phase::Ended, stream)));
+                }
+                Phase::Streaming { pending, seq } => (pending, seq),
+            };
             let chunk = match pending {
                 Some(first) => first,
                 None => match tokio::time::timeout(STREAM_IDLE, stream.recv()).await {
                     Ok(Some(chunk)) => chunk,
                     Ok(None) | Err(_) => {
-                        let e = std::io::Error::other(format!("no audio for {STREAM_IDLE:?}"));
-                        return Some((Err(e), (None, stream, seq, true)));
+                        let why = format!("no audio for {STREAM_IDLE:?}");
+                        return Some((broken(why), (Phase::Ended, stream)));
                     }
                 },
             };
             let h = &chunk.header;
             if h.attempt != attempt || h.seq != seq || h.error.is_some() {
-                tracing::warn!(
-                    generation_id = %h.generation_id,
-                    expected = seq,
-                    seq = h.seq,
-                    error = ?h.error,
-                    "the stream of a speech answer broke; ending it"
+                let why = format!(
+                    "the render stopped mid-stream (chunk {} of attempt {}, expected {seq} of {attempt}; error {:?})",
+                    h.seq, h.attempt, h.error
                 );
-                let e = std::io::Error::other("the render stopped mid-stream");
-                return Some((Err(e), (None, stream, seq, true)));
+                return Some((broken(why), (Phase::Ended, stream)));
             }
-            let last = h.last;
-            Some((Ok(chunk.audio), (None, stream, seq + 1, last)))
-        });
+            let next = if h.last {
+                Phase::Completing
+            } else {
+                Phase::Streaming {
+                    pending: None,
+                    seq: seq + 1,
+                }
+            };
+            Some((Ok(chunk.audio), (next, stream)))
+        }
+    });
     HttpResponse::Ok()
         .content_type(format.content_type())
         .insert_header((CACHE_CONTROL, "no-store"))

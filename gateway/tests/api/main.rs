@@ -20,6 +20,7 @@ mod observability;
 mod openapi;
 mod redrive;
 mod ssml;
+mod streaming;
 mod usage;
 mod validation;
 mod voices;
