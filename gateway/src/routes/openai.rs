@@ -296,7 +296,7 @@ async fn speech(
     let deadline = started + Duration::from_millis(state.settings.gateway.speech_timeout_ms);
     let answer = match wait_for(&state, &g, stream, deadline).await {
         Ok(Waited::Audio(first, stream)) => Ok(streamed(state.clone(), g, format, first, stream)),
-        Ok(Waited::Finished(done)) => finished(&state, done).await,
+        Ok(Waited::Finished(done)) => finished(&state, *done).await,
         Ok(Waited::TimedOut) => Err(timed_out(id, &state)),
         Err(e) => Err(e),
     };
@@ -329,7 +329,7 @@ enum Waited {
     Audio(Chunk, Receiving),
     /// The generation finished (completed or failed) before any audio was
     /// streamed to us: answered from the row and the stored file.
-    Finished(Generation),
+    Finished(Box<Generation>),
     TimedOut,
 }
 
@@ -357,7 +357,7 @@ async fn wait_for(
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("generation {id} vanished")))?;
         if row.status() != GenerationStatus::Processing {
-            return Ok(Waited::Finished(row));
+            return Ok(Waited::Finished(Box::new(row)));
         }
         if Instant::now() >= deadline {
             return Ok(Waited::TimedOut);

@@ -176,7 +176,7 @@ impl OggOpusStream {
         self.packets += 1;
         let granule = u64::from(OPUS_PRE_SKIP) + self.packets * 960;
         if let Some(held) = self.held.replace((packet, granule)) {
-            let end = if (self.packets - 1) % PACKETS_PER_PAGE == 0 {
+            let end = if (self.packets - 1).is_multiple_of(PACKETS_PER_PAGE) {
                 PacketWriteEndInfo::EndPage
             } else {
                 PacketWriteEndInfo::NormalPacket

@@ -255,8 +255,7 @@ mod tests {
 
     #[test]
     fn a_stream_sends_what_the_whole_file_holds() {
-        let piece =
-            |k: i16| -> Vec<i16> { (0..5_000).map(|i| ((i % 50) * 40 * k) as i16).collect() };
+        let piece = |k: i16| -> Vec<i16> { (0..5_000).map(|i: i16| (i % 50) * 40 * k).collect() };
         let pieces = [piece(1), piece(2), piece(3)];
         let track: Vec<i16> = pieces.concat();
         for format in [
