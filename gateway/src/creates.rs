@@ -280,7 +280,7 @@ async fn publish_accepted(
     outcomes: &[Outcome],
     jobs: &[(Option<String>, Option<String>)],
 ) {
-    let jobs: Vec<(GenerationId, TraceContext, Option<String>)> = outcomes
+    let jobs: Vec<(GenerationId, i64, TraceContext, Option<String>)> = outcomes
         .iter()
         .zip(jobs)
         .filter_map(|(o, (trace, stream_to))| {
@@ -289,17 +289,18 @@ async fn publish_accepted(
                 .as_deref()
                 .and_then(TraceContext::parse)
                 .unwrap_or_else(TraceContext::new_root);
-            Some((GenerationId(g.id), trace, stream_to.clone()))
+            Some((GenerationId(g.id), g.characters, trace, stream_to.clone()))
         })
         .collect();
     if jobs.is_empty() {
         return;
     }
     let ids = jobs.len();
-    let all = futures_util::future::join_all(
-        jobs.into_iter()
-            .map(|(id, trace, stream_to)| trace.scope(publish_job(state, id, stream_to))),
-    );
+    let all = futures_util::future::join_all(jobs.into_iter().map(
+        |(id, characters, trace, stream_to)| {
+            trace.scope(publish_job(state, id, characters, stream_to))
+        },
+    ));
     if tokio::time::timeout(PUBLISH_WAIT, all).await.is_err() {
         tracing::warn!(
             jobs = ids,

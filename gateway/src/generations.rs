@@ -16,7 +16,7 @@ use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use shared::amqp::SYNTH_ROUTING_KEY;
+use shared::amqp::Lane;
 use shared::db::DbError;
 use shared::http::ApiError;
 use shared::ids::{GenerationId, WorkspaceId};
@@ -155,13 +155,20 @@ pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Publishes the job (waiting for the broker's confirm) and queues the mark
 /// that it was published; a failure is left to the sweeper. With
-/// `stream_to`, the worker streams the audio there too.
-pub async fn publish_job(state: &State, id: GenerationId, stream_to: Option<String>) {
+/// `stream_to`, the worker streams the audio there too. A generation of
+/// `characters` goes to its lane's queue (`shared::amqp::Lane`).
+pub async fn publish_job(
+    state: &State,
+    id: GenerationId,
+    characters: i64,
+    stream_to: Option<String>,
+) {
     let job = JobMessage::synthesize_streamed(id, stream_to);
     let exchange = state.publisher.broker().topology().jobs_exchange();
+    let lane = Lane::of(characters, state.settings.amqp.interactive_max_chars);
     match state
         .publisher
-        .publish(&exchange, SYNTH_ROUTING_KEY, &id.to_string(), &job)
+        .publish(&exchange, lane.routing_key(), &id.to_string(), &job)
         .await
     {
         // Marked in a batch with others (`crate::published`).

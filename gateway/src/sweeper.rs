@@ -31,7 +31,7 @@ use shared::models::{Generation, QueueProgress};
 
 use crate::generations::publish_job;
 use crate::state::State;
-use shared::amqp::SYNTH_ROUTING_KEY;
+use shared::amqp::Lane;
 
 const BATCH: i64 = 500;
 /// Clocks of gateways and workers may disagree, and a publish is marked a
@@ -49,11 +49,11 @@ pub async fn sweep_once(state: &State) -> Result<usize, DbError> {
         .db
         .run(move |conn| Generation::unpublished(conn, older_than, BATCH).map_err(DbError::from))
         .await?;
-    for (id, traceparent) in &due {
+    for (id, characters, traceparent) in &due {
         // The job continues the trace of the request that created it.
         let trace = shared::trace::continue_from(traceparent.as_deref());
         trace
-            .scope(publish_job(state, GenerationId(*id), None))
+            .scope(publish_job(state, GenerationId(*id), *characters, None))
             .await;
     }
     if !due.is_empty() {
@@ -63,10 +63,19 @@ pub async fn sweep_once(state: &State) -> Result<usize, DbError> {
 }
 
 /// One re-drive pass: re-publishes the processing generations no queued
-/// copy can reach any more; returns how many.
+/// copy can reach any more, lane by lane (each lane's queue has its own
+/// progress); returns how many.
 pub async fn redrive_once(state: &State) -> Result<usize, DbError> {
+    let mut total = 0;
+    for lane in Lane::ALL {
+        total += redrive_lane(state, lane).await?;
+    }
+    Ok(total)
+}
+
+async fn redrive_lane(state: &State, lane: Lane) -> Result<usize, DbError> {
     let broker = state.publisher.broker();
-    let queue = broker.topology().jobs_queue();
+    let queue = broker.topology().lane_queue(lane);
     let now = Utc::now();
     let grace = chrono::Duration::milliseconds(state.settings.gateway.redrive_grace_ms as i64);
     // How far the queue has been consumed: everything, when nothing is
@@ -90,10 +99,16 @@ pub async fn redrive_once(state: &State) -> Result<usize, DbError> {
     };
     let published_before = (through - CLOCK_SLACK).min(now - grace);
     let limit = state.settings.gateway.redrive_batch;
+    let max = i64::try_from(state.settings.amqp.interactive_max_chars).unwrap_or(i64::MAX);
+    let characters = match lane {
+        Lane::Interactive => i64::MIN..=max,
+        Lane::Bulk => max.saturating_add(1)..=i64::MAX,
+    };
     let due = state
         .db
         .run(move |c| {
-            Generation::redrive_due(c, published_before, now, limit).map_err(DbError::from)
+            Generation::redrive_due(c, published_before, now, limit, characters)
+                .map_err(DbError::from)
         })
         .await?;
     let exchange = broker.topology().jobs_exchange();
@@ -113,7 +128,7 @@ pub async fn redrive_once(state: &State) -> Result<usize, DbError> {
             .scope(
                 state
                     .publisher
-                    .publish(&exchange, SYNTH_ROUTING_KEY, &message_id, &job),
+                    .publish(&exchange, lane.routing_key(), &message_id, &job),
             )
             .await;
         match sent {
@@ -130,6 +145,7 @@ pub async fn redrive_once(state: &State) -> Result<usize, DbError> {
         tracing::warn!(
             count = due.len(),
             published,
+            lane = lane.as_str(),
             "sweeper re-drove generations whose job no queued copy could reach"
         );
     }

@@ -81,6 +81,10 @@ pub struct AmqpSettings {
     /// Delete queues unused for this long (`x-expires`); tests only.
     #[serde(default)]
     pub queue_expires_ms: Option<u64>,
+    /// Texts of at most this many characters go to the interactive lane
+    /// (`synth.jobs.interactive`), which workers serve first
+    /// (`crate::amqp::Lane`); 0 sends everything to `synth.jobs`.
+    pub interactive_max_chars: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::amqp::{Incoming, Outcome, run_consumer};
+use shared::amqp::{Incoming, Lane, Outcome, run_consumer};
 use shared::ids::GenerationId;
 use shared::messages::{EventMessage, JobMessage};
 use shared::models::{Claim, Generation, GenerationStatus};
@@ -36,12 +36,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::engine::Priority;
 use crate::events::terminal_event;
 use crate::render::{JobError, render_and_store};
 use crate::state::State;
 
 /// Decides about one delivery of `synth.jobs`.
 pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
+    handle_in(ctx, Lane::Bulk, incoming).await
+}
+
+/// Decides about one delivery of `lane`'s queue: its chunks get the
+/// engines at the lane's priority.
+pub async fn handle_in(ctx: &State, lane: Lane, incoming: Incoming) -> Outcome {
     let job = match serde_json::from_slice::<JobMessage>(&incoming.data) {
         Ok(job) => job,
         Err(e) => {
@@ -55,12 +62,16 @@ pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
         redrive,
         stream_to,
     } = job;
-    let queue = ctx.broker.topology().jobs_queue();
+    let queue = ctx.broker.topology().lane_queue(lane);
     ctx.leases
         .consumed(&ctx.db, &queue, incoming.published_at)
         .await;
-    let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive);
-    match process(ctx, generation_id, redrive, stream_to.as_deref())
+    let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive, lane = lane.as_str());
+    let priority = match lane {
+        Lane::Interactive => Priority::Interactive,
+        Lane::Bulk => Priority::Bulk,
+    };
+    match process(ctx, generation_id, redrive, stream_to.as_deref(), priority)
         .instrument(span.clone())
         .await
     {
@@ -77,17 +88,27 @@ pub async fn handle(ctx: &State, incoming: Incoming) -> Outcome {
     }
 }
 
-/// Consumes until `cancel` fires, then gives the jobs in flight `drain`
-/// to finish; the rest go back to the queue, their leases released.
+/// Consumes both lanes' queues (each with `prefetch`) until `cancel`
+/// fires, then gives the jobs in flight `drain` to finish; the rest go back
+/// to their queue, their leases released.
 pub async fn run(ctx: Arc<State>, prefetch: u16, drain: Duration, cancel: CancellationToken) {
-    let queue = ctx.broker.topology().jobs_queue();
-    let broker = ctx.broker.clone();
-    let handler_ctx = ctx.clone();
-    run_consumer(broker, queue, prefetch, cancel, drain, move |incoming| {
-        let ctx = handler_ctx.clone();
-        async move { handle(&ctx, incoming).await }
-    })
-    .await;
+    let lanes = Lane::ALL.map(|lane| {
+        let queue = ctx.broker.topology().lane_queue(lane);
+        let broker = ctx.broker.clone();
+        let handler_ctx = ctx.clone();
+        run_consumer(
+            broker,
+            queue,
+            prefetch,
+            cancel.clone(),
+            drain,
+            move |incoming| {
+                let ctx = handler_ctx.clone();
+                async move { handle_in(&ctx, lane, incoming).await }
+            },
+        )
+    });
+    futures_util::future::join_all(lanes).await;
     ctx.leases.release_all(&ctx.db).await;
 }
 
@@ -97,6 +118,7 @@ async fn process(
     id: GenerationId,
     redrive: i32,
     stream_to: Option<&str>,
+    priority: Priority,
 ) -> anyhow::Result<()> {
     let Some(mut generation) = load(ctx, id.0).await? else {
         // Nothing will ever render it (a deleted workspace, a foreign job).
@@ -132,7 +154,7 @@ async fn process(
             .hold(
                 &ctx.db,
                 &holder,
-                render_and_store(ctx, &generation, stream_to),
+                render_and_store(ctx, &generation, stream_to, priority),
             )
             .await
         else {

@@ -25,7 +25,8 @@ use shared::voices::{self, EngineVoice, cloned::ClonedVoice};
 use crate::alignment::{Piece, fade_edges, join};
 use crate::engine::piper::Piper;
 use crate::engine::{
-    EngineError, EnginePool, EngineRequest, KokoroRequest, PiperRequest, RATE_MAX, RATE_MIN, kokoro,
+    EngineError, EnginePool, EngineRequest, KokoroRequest, PiperRequest, Priority, RATE_MAX,
+    RATE_MIN, kokoro,
 };
 use crate::state::State;
 use crate::stream::Streamer;
@@ -85,6 +86,8 @@ pub struct Plan {
     pub characters: u64,
     /// The rate the engine renders at.
     pub engine_rate: u32,
+    /// Whose chunks get a free engine first (the job's lane).
+    pub priority: Priority,
 }
 
 impl Plan {
@@ -271,6 +274,7 @@ pub fn plan(
         max_audio_ms,
         characters,
         engine_rate,
+        priority: Priority::Bulk,
     })
 }
 
@@ -393,7 +397,10 @@ async fn stream_chunks(
         .chunks
         .iter()
         .map(|(request, char_start)| async move {
-            engines.render(request).await.map(|r| (r, *char_start))
+            engines
+                .render_as(request, plan.priority)
+                .await
+                .map(|r| (r, *char_start))
         })
         .collect();
     let mut encoder: Option<encode::Stream> = None;
@@ -455,13 +462,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("Encoder task failed")))
 }
 
-/// Renders, encodes and stores the audio of a `processing` generation;
-/// with `stream_to`, its audio also goes there as it is rendered
-/// (`crate::stream`).
+/// Renders, encodes and stores the audio of a `processing` generation,
+/// its chunks at `priority` on the engines; with `stream_to`, its audio
+/// also goes there as it is rendered (`crate::stream`).
 pub async fn render_and_store(
     ctx: &State,
     generation: &Generation,
     stream_to: Option<&str>,
+    priority: Priority,
 ) -> Result<StoredAudio, JobError> {
     let streamer =
         |to: &str| Streamer::new(&ctx.publisher, GenerationId(generation.id), to.to_owned());
@@ -469,7 +477,7 @@ pub async fn render_and_store(
         .await
         .and_then(|voice| plan(generation, &voice, &ctx.voices_dir));
     let plan = match planned {
-        Ok(plan) => plan,
+        Ok(plan) => Plan { priority, ..plan },
         Err(e) => {
             // A transient error before the render is said by the next attempt.
             if let (Some(to), JobError::Permanent { code, message }) = (stream_to, &e) {

@@ -8,6 +8,7 @@
 mod cloning;
 mod helpers;
 mod kokoro;
+mod lanes;
 mod observability;
 mod openai;
 mod whole_path;

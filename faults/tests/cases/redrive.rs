@@ -1,4 +1,4 @@
-//! (f) Jobs the broker confirmed and then lost: `synth.jobs` purged under
+//! (f) Jobs the broker confirmed and then lost: both jobs queues purged under
 //! load (what a lost classic-queue node, a quorum queue that comes back
 //! empty, or an operator's purge does). Every accepted generation still
 //! completes exactly once, within the re-drive bound, and the re-drives
@@ -31,16 +31,25 @@ async fn jobs_purged_from_the_queue_under_load_are_redriven_and_complete_once() 
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let queue = format!("{}.synth.jobs", stack.case);
+    // Both lanes' queues: these short texts are interactive jobs.
+    let queues = [
+        format!("{}.synth.jobs", stack.case),
+        format!("{}.synth.jobs.interactive", stack.case),
+    ];
     let ready = || async {
         let passive = QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
-        ch.queue_declare(queue.as_str().into(), passive, FieldTable::default())
-            .await
-            .unwrap()
-            .message_count()
+        let mut ready = 0;
+        for queue in &queues {
+            ready += ch
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+                .unwrap()
+                .message_count();
+        }
+        ready
     };
 
     let load = faults::post_many(&stack, "redrive", 0..POSTS, CONCURRENCY);
@@ -54,10 +63,13 @@ async fn jobs_purged_from_the_queue_under_load_are_redriven_and_complete_once() 
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let purged = ch
-            .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-            .await
-            .unwrap();
+        let mut purged = 0;
+        for queue in &queues {
+            purged += ch
+                .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+                .await
+                .unwrap();
+        }
         (purged, Instant::now())
     };
     let (posted, (purged, purged_at)) = tokio::join!(load, purge);

@@ -197,17 +197,23 @@ impl TestApp {
     pub async fn next_job_delivery(&self) -> lapin::message::Delivery {
         let broker = Broker::new(&self.settings.amqp, "test-observer");
         let ch = broker.channel().await.unwrap();
-        let queue = broker.topology().jobs_queue();
-        let mut consumer = ch
-            .basic_consume(
-                queue.into(),
-                "test-observer".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        // Either lane's queue (`shared::amqp::Lane`): the first job of both.
+        let mut consumers = Vec::new();
+        for lane in shared::amqp::Lane::ALL {
+            let consumer = ch
+                .basic_consume(
+                    broker.topology().lane_queue(lane).into(),
+                    format!("test-observer-{}", lane.as_str()).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            consumers.push(consumer);
+        }
+        let next = futures_util::stream::select_all(consumers);
+        let mut next = std::pin::pin!(next);
+        let delivery = tokio::time::timeout(Duration::from_secs(10), next.next())
             .await
             .expect("no job within 10 s")
             .unwrap()

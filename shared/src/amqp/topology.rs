@@ -6,7 +6,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-use super::{BrokerError, SYNTH_ROUTING_KEY};
+use super::{BrokerError, Lane};
 use crate::settings::AmqpSettings;
 
 /// Exchange and queue names, and how each is declared.
@@ -41,9 +41,17 @@ impl Topology {
     pub fn jobs_exchange(&self) -> String {
         self.name("voiceprod.jobs")
     }
-    /// Where workers compete for jobs.
+    /// Where workers compete for jobs (the bulk lane).
     pub fn jobs_queue(&self) -> String {
         self.name("synth.jobs")
+    }
+    /// The queue of a lane's jobs: `synth.jobs` for bulk,
+    /// `synth.jobs.interactive` for short texts.
+    pub fn lane_queue(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Bulk => self.jobs_queue(),
+            Lane::Interactive => self.name("synth.jobs.interactive"),
+        }
     }
     /// Dead-letter exchange of jobs that failed `delivery_limit` times or were rejected.
     pub fn jobs_dlx(&self) -> String {
@@ -168,16 +176,18 @@ impl Topology {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.jobs_dlx().into()),
         );
-        ch.queue_declare(self.jobs_queue().into(), queue, jobs_args)
+        for lane in Lane::ALL {
+            ch.queue_declare(self.lane_queue(lane).into(), queue, jobs_args.clone())
+                .await?;
+            ch.queue_bind(
+                self.lane_queue(lane).into(),
+                self.jobs_exchange().into(),
+                lane.routing_key().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
-        ch.queue_bind(
-            self.jobs_queue().into(),
-            self.jobs_exchange().into(),
-            SYNTH_ROUTING_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+        }
 
         ch.exchange_declare(
             self.events_dlx().into(),

@@ -350,14 +350,18 @@ impl Generation {
         conn: &mut PgConnection,
         older_than: DateTime<Utc>,
         limit: i64,
-    ) -> QueryResult<Vec<(Uuid, Option<String>)>> {
+    ) -> QueryResult<Vec<(Uuid, i64, Option<String>)>> {
         generations::table
             .filter(generations::published_at.is_null())
             .filter(generations::status.eq(GenerationStatus::Processing.as_str()))
             .filter(generations::created_at.lt(older_than))
             .order(generations::created_at.asc())
             .limit(limit)
-            .select((generations::id, generations::traceparent))
+            .select((
+                generations::id,
+                generations::characters,
+                generations::traceparent,
+            ))
             .load(conn)
     }
 

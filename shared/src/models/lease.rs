@@ -153,11 +153,14 @@ impl Generation {
     /// published, last published before `published_before`, and under no
     /// live lease. Each gets the next re-drive number (which supersedes
     /// every older copy) and `redriven_at = at`; the caller publishes them.
+    /// Only generations of `characters` in the range (one lane's: the queue
+    /// whose progress `published_before` comes from).
     pub fn redrive_due(
         conn: &mut PgConnection,
         published_before: DateTime<Utc>,
         at: DateTime<Utc>,
         limit: i64,
+        characters: std::ops::RangeInclusive<i64>,
     ) -> QueryResult<Vec<Redrive>> {
         diesel::sql_query(
             "UPDATE generations g SET redrives = g.redrives + 1, redriven_at = $2 \
@@ -165,6 +168,7 @@ impl Generation {
                    WHERE status = 'processing' AND published_at IS NOT NULL \
                      AND COALESCE(redriven_at, published_at) < $1 \
                      AND (lease_until IS NULL OR lease_until < now()) \
+                     AND characters BETWEEN $4 AND $5 \
                    ORDER BY created_at LIMIT $3 \
                    FOR UPDATE SKIP LOCKED) due \
              WHERE g.id = due.id \
@@ -173,6 +177,8 @@ impl Generation {
         .bind::<Timestamptz, _>(published_before)
         .bind::<Timestamptz, _>(at)
         .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(*characters.start())
+        .bind::<BigInt, _>(*characters.end())
         .load(conn)
     }
 

@@ -22,7 +22,7 @@ pub mod protocol;
 pub mod server;
 
 pub use ffi::{Espeak, RATE_MAX, RATE_MIN};
-pub use pool::{EngineError, EnginePool, Rendered};
+pub use pool::{EngineError, EnginePool, Priority, Rendered};
 pub use protocol::{EngineRequest, KokoroRequest, PiperRequest, WordMark};
 
 /// Audio of one request: mono s16 at `sample_rate`, and its words.

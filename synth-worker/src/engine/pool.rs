@@ -14,13 +14,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::protocol::{
     EngineReply, EngineRequest, MAX_HEADER_BYTES, MAX_PCM_BYTES, le_bytes_to_samples,
@@ -210,6 +210,32 @@ struct Inner {
     /// The largest PCM frame accepted ([`MAX_PCM_BYTES`] unless a test
     /// lowers it).
     max_pcm_bytes: AtomicU32,
+    /// Interactive renders waiting for a child: while there are any, a bulk
+    /// render that gets a permit hands it on and waits ([`Priority`]).
+    interactive_waiting: AtomicUsize,
+    no_interactive_waiting: Notify,
+}
+
+/// Whose render gets the next free child first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Interactive work (short texts, `shared::amqp::Lane::Interactive`):
+    /// served before every bulk render still waiting, so it waits at most
+    /// for the renders already running.
+    Interactive,
+    #[default]
+    Bulk,
+}
+
+/// Counts an interactive render as waiting until dropped.
+struct Waiting<'a>(&'a Inner);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.interactive_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.no_interactive_waiting.notify_waiters();
+        }
+    }
 }
 
 impl Inner {
@@ -272,6 +298,8 @@ impl EnginePool {
                 permits: Arc::new(Semaphore::new(size)),
                 idle: Mutex::new(slots),
                 max_pcm_bytes: AtomicU32::new(MAX_PCM_BYTES),
+                interactive_waiting: AtomicUsize::new(0),
+                no_interactive_waiting: Notify::new(),
             }),
         })
     }
@@ -309,13 +337,51 @@ impl EnginePool {
 
     /// Renders on a free child, waiting for one if all are busy.
     pub async fn render(&self, request: &EngineRequest) -> Result<Rendered, EngineError> {
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| EngineError::Closed)?;
+        self.render_as(request, Priority::Bulk).await
+    }
+
+    /// A free child's permit; interactive renders first. The permits are
+    /// first come, first served, so a bulk render that is granted one while
+    /// an interactive render waits hands it on (to the next in line, which
+    /// is the interactive render once the bulk ones before it did the same)
+    /// and waits until no interactive render does.
+    async fn permit(&self, priority: Priority) -> Result<OwnedSemaphorePermit, EngineError> {
+        let inner = &self.inner;
+        let acquire = || async {
+            inner
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| EngineError::Closed)
+        };
+        if priority == Priority::Interactive {
+            inner.interactive_waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(inner);
+            return acquire().await;
+        }
+        loop {
+            loop {
+                let notified = inner.no_interactive_waiting.notified();
+                if inner.interactive_waiting.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+            let permit = acquire().await?;
+            if inner.interactive_waiting.load(Ordering::SeqCst) == 0 {
+                return Ok(permit);
+            }
+        }
+    }
+
+    /// [`EnginePool::render`] with a priority.
+    pub async fn render_as(
+        &self,
+        request: &EngineRequest,
+        priority: Priority,
+    ) -> Result<Rendered, EngineError> {
+        let permit = self.permit(priority).await?;
         let slot = self.inner.idle().pop().ok_or(EngineError::Closed)?;
         let mut lease = Lease {
             inner: self.inner.clone(),

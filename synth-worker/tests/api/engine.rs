@@ -1,6 +1,6 @@
 //! The engine pool on real `synth-worker engine` children.
 
-use synth_worker::engine::{EngineError, EnginePool, EngineRequest};
+use synth_worker::engine::{EngineError, EnginePool, EngineRequest, Priority};
 
 use crate::helpers::{SEED, engine_program, eventually, rms};
 
@@ -163,4 +163,31 @@ async fn a_render_over_the_pcm_limit_is_refused_as_audio_too_long_not_retried_as
     );
     assert_eq!(pool.alive(), 1);
     assert!(pool.render(&request("Hi.")).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_interactive_render_takes_the_next_free_engine_before_waiting_bulk_renders() {
+    let pool = EnginePool::start(engine_program(), 1).await.unwrap();
+    let (long, short) = (request(&SEED.repeat(40)), request(SEED));
+    // One bulk render holds the only engine, four more wait for it.
+    let busy = pool.render(&long);
+    let bulk = futures_util::future::join_all((0..4).map(|_| pool.render(&short)));
+    let interactive = async {
+        // Queued after all of them.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        pool.render_as(&short, Priority::Interactive).await
+    };
+    let (busy, bulk, interactive) = tokio::join!(busy, bulk, interactive);
+    let (busy, interactive) = (busy.unwrap(), interactive.unwrap());
+    assert!(
+        interactive.started_us >= busy.finished_us,
+        "one engine: one render at a time"
+    );
+    for b in bulk {
+        let b = b.unwrap();
+        assert!(
+            interactive.started_us < b.started_us,
+            "the interactive render waited behind a bulk one queued before it"
+        );
+    }
 }
