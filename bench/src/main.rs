@@ -7,6 +7,7 @@ mod accept;
 mod audio;
 mod keys;
 mod kokoro;
+mod lanes;
 mod latency;
 mod load;
 mod piper;
@@ -56,6 +57,8 @@ enum Benchmark {
     Webhooks,
     /// Streamed speech: time to the first audio byte against the whole answer.
     Stream,
+    /// A short request unloaded and beside another workspace's backlog of long jobs.
+    Lanes,
 }
 
 #[tokio::main]
@@ -80,5 +83,6 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
         Benchmark::Stream => stream::run().await,
+        Benchmark::Lanes => lanes::run().await,
     }
 }

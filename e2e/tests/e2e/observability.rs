@@ -185,10 +185,12 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
     .unwrap_or(0.0);
     assert!(verified >= 1.0, "{keys}");
 
+    // The seed text is short: its job went to the interactive lane.
+    let jobs = "synth.jobs.interactive";
     let worker = wait_for_metric(
         stack.worker.as_deref().unwrap(),
         "voiceprod_messages_consumed_total",
-        &[("queue", "synth.jobs"), ("outcome", "ack")],
+        &[("queue", jobs), ("outcome", "ack")],
         1.0,
     )
     .await;
@@ -198,7 +200,7 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
             "voiceprod_generations_finished_total",
             ("status", "completed"),
         ),
-        ("voiceprod_queue_lag_seconds_count", ("queue", "synth.jobs")),
+        ("voiceprod_queue_lag_seconds_count", ("queue", jobs)),
     ] {
         assert_eq!(metric_value(&worker, name, &[labels]), Some(1.0), "{name}");
     }
@@ -211,7 +213,7 @@ async fn a_generation_is_one_trace_from_the_post_to_the_webhook_and_every_servic
     let lag = metric_value(
         &worker,
         "voiceprod_queue_lag_seconds_sum",
-        &[("queue", "synth.jobs")],
+        &[("queue", jobs)],
     );
     assert!(lag.is_some_and(|s| (0.0..60.0).contains(&s)), "{worker}");
 
