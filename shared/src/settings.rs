@@ -203,6 +203,10 @@ pub struct WorkerSettings {
     pub port: u16,
     /// Engine processes to run; 0 means one per core.
     pub engines: usize,
+    /// More espeak-ng and Piper engine processes (each pool its own) that
+    /// only interactive work renders on (`crate::amqp::Lane`), so a short
+    /// request finds one free however busy bulk work keeps the others.
+    pub interactive_engines: usize,
     /// Unacknowledged jobs per engine process (bounded prefetch).
     pub prefetch_per_engine: u16,
     /// The executable that serves `engine` (defaults to this binary).
@@ -245,6 +249,9 @@ pub struct KokoroSettings {
     pub dir: PathBuf,
     /// Kokoro engine processes; each loads the model once, on its first job.
     pub engines: usize,
+    /// More Kokoro processes that only interactive work renders on (as
+    /// `worker.interactive_engines`; each holds the model, ~1 GiB at peak).
+    pub interactive_engines: usize,
     /// ONNX Runtime intra-op threads per Kokoro engine process; 0 means the
     /// cores divided among the Kokoro engine processes.
     pub threads: usize,

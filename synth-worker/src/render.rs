@@ -91,9 +91,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan of a streamed render: its first chunk cut to at most
-    /// [`text::FIRST_STREAM_CHARS`] (at a sentence end where one fits), so
-    /// the first audio is ready after a sentence, not a whole chunk.
+    /// The plan of a streamed render: its first chunk cut to the text's
+    /// first sentence (one of at most [`text::FIRST_STREAM_CHARS`], else cut
+    /// at a space within that many), so the first audio is ready after a
+    /// sentence, not a whole chunk.
     pub fn streamed(mut self) -> Self {
         let Some((first, start)) = self.chunks.first().cloned() else {
             return self;
@@ -101,11 +102,12 @@ impl Plan {
         if first.ssml {
             return self;
         }
-        let parts = text::chunks(&first.text, text::FIRST_STREAM_CHARS);
-        let Some(head) = parts.first().filter(|_| parts.len() > 1) else {
+        let head_chars = text::first_stream_chars(&first.text);
+        let total = first.text.chars().count();
+        if head_chars == 0 || head_chars >= total {
             return self;
-        };
-        let head_chars = head.text.chars().count();
+        }
+        let head: String = first.text.chars().take(head_chars).collect();
         let rest: String = first.text.chars().skip(head_chars).collect();
         let rate = u64::from(self.engine_rate);
         let request = |text: String| {
@@ -118,10 +120,7 @@ impl Plan {
         };
         self.chunks.splice(
             0..1,
-            [
-                (request(head.text.clone()), start),
-                (request(rest), start + head_chars),
-            ],
+            [(request(head), start), (request(rest), start + head_chars)],
         );
         self
     }

@@ -124,17 +124,27 @@ impl State {
         check_kokoro(settings)?;
         voices::load_model_dirs(&settings.piper.voices_dir, Some(&settings.kokoro.dir));
         let program = engine_program(settings)?;
-        let engines = EnginePool::start(program.clone(), settings.engine_count())
-            .await
-            .context("Failed to start the engine processes")?;
+        let engines = EnginePool::start_reserving(
+            program.clone(),
+            vec!["engine".to_owned()],
+            settings.engine_count(),
+            settings.worker.interactive_engines,
+        )
+        .await
+        .context("Failed to start the engine processes")?;
         let args = EngineArgs {
             onnxruntime: Some(settings.piper.onnxruntime.clone()),
             threads: settings.piper_threads(),
             kokoro: None,
             kokoro_batch_tokens: None,
         };
-        let neural = EnginePool::start_with_args(program.clone(), args.to_args(), settings.piper.engines)
-            .await
+        let neural = EnginePool::start_reserving(
+            program.clone(),
+            args.to_args(),
+            settings.piper.engines,
+            settings.worker.interactive_engines,
+        )
+        .await
             .with_context(|| {
                 format!("Failed to start the neural engine processes (is ONNX Runtime intact? run `{FETCH_COMMAND}`)")
             })?;
@@ -144,8 +154,13 @@ impl State {
             kokoro: Some(settings.kokoro.dir.clone()),
             kokoro_batch_tokens: None,
         };
-        let kokoro = EnginePool::start_with_args(program, args.to_args(), settings.kokoro.engines)
-            .await
+        let kokoro = EnginePool::start_reserving(
+            program,
+            args.to_args(),
+            settings.kokoro.engines,
+            settings.kokoro.interactive_engines,
+        )
+        .await
             .with_context(|| {
                 format!("Failed to start the Kokoro engine processes (are ONNX Runtime and the Kokoro files intact? run `{FETCH_COMMAND}`)")
             })?;

@@ -11,6 +11,18 @@ pub const CHUNK_CHARS: usize = 800;
 /// first a listener hears, so it should be a sentence, not a paragraph.
 pub const FIRST_STREAM_CHARS: usize = 200;
 
+/// How many characters of `text` its first streamed chunk takes: the first
+/// sentence, when it has at most [`FIRST_STREAM_CHARS`], else as much as
+/// fits up to a space (as [`chunks`] cuts a long sentence).
+pub fn first_stream_chars(text: &str) -> usize {
+    match sentences(text).first() {
+        Some(&(s, e)) if e - s <= FIRST_STREAM_CHARS => e,
+        _ => chunks(text, FIRST_STREAM_CHARS)
+            .first()
+            .map_or(0, |c| c.text.chars().count()),
+    }
+}
+
 /// A piece of the text and where it starts in the whole, in characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -107,6 +119,17 @@ mod tests {
                 c.text
             );
         }
+    }
+
+    #[test]
+    fn a_stream_starts_with_the_first_sentence_or_a_cut_of_a_long_one() {
+        assert_eq!(first_stream_chars("Hi there. How are you? Fine."), 10);
+        assert_eq!(first_stream_chars("One sentence only"), 17);
+        let long = "word ".repeat(60);
+        let n = first_stream_chars(&long);
+        assert!(n <= FIRST_STREAM_CHARS && n > 150, "{n}");
+        assert!(long[..n].ends_with(' '));
+        assert_eq!(first_stream_chars(""), 0);
     }
 
     #[test]

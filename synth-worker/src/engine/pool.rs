@@ -206,6 +206,9 @@ struct Inner {
     args: Vec<String>,
     size: usize,
     permits: Arc<Semaphore>,
+    /// Children bulk renders may hold at once: `size` less the ones kept
+    /// for interactive renders.
+    bulk_permits: Arc<Semaphore>,
     idle: Mutex<Vec<Slot>>,
     /// The largest PCM frame accepted ([`MAX_PCM_BYTES`] unless a test
     /// lowers it).
@@ -251,6 +254,8 @@ struct Lease {
     inner: Arc<Inner>,
     slot: Option<Slot>,
     _permit: OwnedSemaphorePermit,
+    /// A bulk render's share of the children bulk may use.
+    _bulk: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Lease {
@@ -280,7 +285,21 @@ impl EnginePool {
         args: Vec<String>,
         size: usize,
     ) -> Result<Self, EngineError> {
-        let size = size.max(1);
+        Self::start_reserving(program, args, size, 0).await
+    }
+
+    /// `size` children for any render and `reserved` more that only
+    /// interactive renders use ([`Priority`]): an interactive render then
+    /// finds a free child at once even while bulk renders keep the others
+    /// busy, and shares the cores with them instead of waiting for one.
+    pub async fn start_reserving(
+        program: PathBuf,
+        args: Vec<String>,
+        size: usize,
+        reserved: usize,
+    ) -> Result<Self, EngineError> {
+        let bulk = size.max(1);
+        let size = bulk + reserved;
         let mut slots = Vec::with_capacity(size);
         for index in 0..size {
             let process = EngineProcess::spawn(&program, &args).await?;
@@ -296,6 +315,7 @@ impl EnginePool {
                 args,
                 size,
                 permits: Arc::new(Semaphore::new(size)),
+                bulk_permits: Arc::new(Semaphore::new(bulk)),
                 idle: Mutex::new(slots),
                 max_pcm_bytes: AtomicU32::new(MAX_PCM_BYTES),
                 interactive_waiting: AtomicUsize::new(0),
@@ -345,7 +365,10 @@ impl EnginePool {
     /// an interactive render waits hands it on (to the next in line, which
     /// is the interactive render once the bulk ones before it did the same)
     /// and waits until no interactive render does.
-    async fn permit(&self, priority: Priority) -> Result<OwnedSemaphorePermit, EngineError> {
+    async fn permit(
+        &self,
+        priority: Priority,
+    ) -> Result<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), EngineError> {
         let inner = &self.inner;
         let acquire = || async {
             inner
@@ -358,8 +381,14 @@ impl EnginePool {
         if priority == Priority::Interactive {
             inner.interactive_waiting.fetch_add(1, Ordering::SeqCst);
             let _waiting = Waiting(inner);
-            return acquire().await;
+            return Ok((acquire().await?, None));
         }
+        let bulk = inner
+            .bulk_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::Closed)?;
         loop {
             loop {
                 let notified = inner.no_interactive_waiting.notified();
@@ -370,7 +399,7 @@ impl EnginePool {
             }
             let permit = acquire().await?;
             if inner.interactive_waiting.load(Ordering::SeqCst) == 0 {
-                return Ok(permit);
+                return Ok((permit, Some(bulk)));
             }
         }
     }
@@ -381,12 +410,13 @@ impl EnginePool {
         request: &EngineRequest,
         priority: Priority,
     ) -> Result<Rendered, EngineError> {
-        let permit = self.permit(priority).await?;
+        let (permit, bulk) = self.permit(priority).await?;
         let slot = self.inner.idle().pop().ok_or(EngineError::Closed)?;
         let mut lease = Lease {
             inner: self.inner.clone(),
             slot: Some(slot),
             _permit: permit,
+            _bulk: bulk,
         };
         let Some(slot) = lease.slot.as_mut() else {
             return Err(EngineError::Closed);
@@ -445,6 +475,7 @@ impl EnginePool {
                 inner: self.inner.clone(),
                 slot: Some(slot),
                 _permit: permit,
+                _bulk: None,
             };
             let Some(slot) = lease.slot.as_mut() else {
                 return;
@@ -470,6 +501,7 @@ impl EnginePool {
         let all =
             tokio::time::timeout(SHUTDOWN_TIMEOUT, self.inner.permits.acquire_many(size)).await;
         self.inner.permits.close();
+        self.inner.bulk_permits.close();
         drop(all);
         let slots = std::mem::take(&mut *self.inner.idle());
         for slot in slots {

@@ -168,13 +168,13 @@ async fn a_render_over_the_pcm_limit_is_refused_as_audio_too_long_not_retried_as
 #[tokio::test]
 async fn an_interactive_render_takes_the_next_free_engine_before_waiting_bulk_renders() {
     let pool = EnginePool::start(engine_program(), 1).await.unwrap();
-    let (long, short) = (request(&SEED.repeat(40)), request(SEED));
+    let (long, short) = (request(&SEED.repeat(400)), request(SEED));
     // One bulk render holds the only engine, four more wait for it.
     let busy = pool.render(&long);
     let bulk = futures_util::future::join_all((0..4).map(|_| pool.render(&short)));
     let interactive = async {
         // Queued after all of them.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         pool.render_as(&short, Priority::Interactive).await
     };
     let (busy, bulk, interactive) = tokio::join!(busy, bulk, interactive);
@@ -190,4 +190,34 @@ async fn an_interactive_render_takes_the_next_free_engine_before_waiting_bulk_re
             "the interactive render waited behind a bulk one queued before it"
         );
     }
+}
+
+#[tokio::test]
+async fn a_reserved_engine_renders_interactive_work_while_bulk_work_keeps_the_others_busy() {
+    let pool = EnginePool::start_reserving(engine_program(), vec!["engine".into()], 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(pool.size(), 2);
+    let (long, short) = (request(&SEED.repeat(400)), request(SEED));
+    // Bulk work never takes the reserved engine: the second bulk render
+    // waits for the first, though an engine is idle. (Each child has its
+    // own clock: what happens when is measured here.)
+    let done = |r| (r, std::time::Instant::now());
+    let bulk =
+        futures_util::future::join_all((0..2).map(|_| async { done(pool.render(&long).await) }));
+    let interactive = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        done(pool.render_as(&short, Priority::Interactive).await)
+    };
+    let (bulk, (interactive, interactive_done)) = tokio::join!(bulk, interactive);
+    let (first, first_done) = (bulk[0].0.as_ref().unwrap(), bulk[0].1);
+    let second = bulk[1].0.as_ref().unwrap();
+    let interactive = interactive.unwrap();
+    assert_eq!(first.pid, second.pid, "bulk renders used one engine");
+    assert!(second.started_us >= first.finished_us);
+    assert_ne!(interactive.pid, first.pid, "the reserved engine");
+    assert!(
+        interactive_done < first_done,
+        "the interactive render waited for the bulk one"
+    );
 }
