@@ -28,11 +28,26 @@ pub fn production_defaults(settings: &mut Settings) -> anyhow::Result<()> {
     let d = Settings::defaults()?;
     settings.database.pool_max_size = d.database.pool_max_size;
     settings.worker.engines = d.worker.engines;
+    settings.worker.interactive_engines = d.worker.interactive_engines;
     settings.dispatcher.poll_interval_ms = d.dispatcher.poll_interval_ms;
     settings.gateway.sweeper_interval_ms = d.gateway.sweeper_interval_ms;
     settings.gateway.sweeper_grace_ms = d.gateway.sweeper_grace_ms;
     settings.amqp.quorum_queues = d.amqp.quorum_queues;
     Ok(())
+}
+
+/// The worker's engine processes, for a benchmark's description.
+pub fn engines(settings: &Settings) -> String {
+    format!(
+        "{} espeak-ng, {} Piper and {} Kokoro engine process(es), and {} espeak-ng, {} Piper and {} \
+         Kokoro more kept for interactive work",
+        settings.engine_count(),
+        settings.piper.engines,
+        settings.kokoro.engines,
+        settings.worker.interactive_engines,
+        settings.worker.interactive_engines,
+        settings.kokoro.interactive_engines,
+    )
 }
 
 /// Starts key-service and the gateway (and what `with` asks for), waits

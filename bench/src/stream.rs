@@ -128,8 +128,7 @@ pub async fn run() -> anyhow::Result<()> {
     let body = format!(
         "`POST /v1/audio/speech` with `response_format: \"pcm\"` (24 kHz), one request at a \
          time, through the whole stack in the bench process (gateway, key-service, quorum \
-         queues, a synth-worker with the default engines: {} espeak-ng, Piper and Kokoro \
-         process(es) per pool); the median of {RUNS} requests after one uncounted. *First \
+         queues, a synth-worker with the default engines: {}); the median of {RUNS} requests after one uncounted. *First \
          audio*: from just before the POST until the first non-empty body chunk; *whole*: \
          until the body's end, the time a client waited before streaming (the answer came \
          when the file was done).\n\n\
@@ -137,7 +136,7 @@ pub async fn run() -> anyhow::Result<()> {
          |---|---:|---:|---:|---:|---:|\n{rows}\n\
          Aim (issue 20): first audio ≤ 300 ms warm for 1,000 characters on Piper, \
          independent of the text's length.\n",
-        stack.settings.engine_count(),
+        stack::engines(&stack.settings),
     );
     write_section(
         "stream",

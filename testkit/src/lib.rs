@@ -135,6 +135,9 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.worker.port = 0;
     s.dispatcher.port = 0;
     s.worker.engines = 1;
+    // Tests run many workers at once: no engines kept for interactive work
+    // (the engine tests start pools with a reserve of their own).
+    s.worker.interactive_engines = 0;
     let models = models_dir();
     s.piper.voices_dir = models.join("voices");
     s.piper.onnxruntime = models.join("onnxruntime").join(ONNXRUNTIME_LIB);
