@@ -24,19 +24,7 @@ pub async fn run() -> anyhow::Result<()> {
     let b = gateway::Application::build(settings.clone()).await?;
     let b_state = b.state();
     tokio::spawn(b.run_until_stopped());
-    let s = settings.clone();
-    let boot = tokio::task::spawn_blocking(move || {
-        let mut conn = <diesel::PgConnection as diesel::Connection>::establish(
-            secrecy::ExposeSecret::expose_secret(&s.database.url),
-        )?;
-        Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(
-            &mut conn,
-            &s,
-            "bench",
-            "enterprise",
-        )?)
-    })
-    .await??;
+    let boot = crate::stack::bootstrap(&settings, "bench", "enterprise").await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !b_state.keys.is_listening() {
         anyhow::ensure!(

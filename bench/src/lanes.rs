@@ -7,9 +7,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context as _;
-use diesel::Connection as _;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::report::{percentile, write_section};
@@ -60,18 +57,7 @@ pub async fn run() -> anyhow::Result<()> {
         "scale",
     )
     .await?;
-    let s = stack.settings.clone();
-    let other = tokio::task::spawn_blocking(move || {
-        let mut conn = diesel::PgConnection::establish(s.database.url.expose_secret())?;
-        Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(
-            &mut conn,
-            &s,
-            "backlog",
-            "enterprise",
-        )?)
-    })
-    .await?
-    .context("Failed to bootstrap the backlog's workspace")?;
+    let other = stack::bootstrap(&stack.settings, "backlog", "enterprise").await?;
 
     let unloaded = short_requests(&stack).await?;
     println!(

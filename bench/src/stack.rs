@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 use shared::settings::Settings;
-pub use testkit::stack::Stack;
+pub use testkit::stack::{Stack, bootstrap};
 
 /// Which services besides key-service and the gateway.
 #[derive(Debug, Clone, Copy)]

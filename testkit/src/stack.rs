@@ -153,18 +153,7 @@ impl StackBuilder {
             shutdowns.push(dispatcher.shutdown_token());
             tokio::spawn(dispatcher.run_until_stopped());
         }
-        let s = settings.clone();
-        let (workspace, plan) = (self.workspace, self.plan);
-        let boot = tokio::task::spawn_blocking(move || {
-            let mut conn = <diesel::PgConnection as diesel::Connection>::establish(
-                s.database.url.expose_secret(),
-            )?;
-            Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(
-                &mut conn, &s, &workspace, &plan,
-            )?)
-        })
-        .await?
-        .context("Failed to bootstrap the stack's workspace")?;
+        let boot = bootstrap(&settings, &self.workspace, &self.plan).await?;
         let stack = Stack {
             settings,
             gateway: gateway_url,
@@ -189,6 +178,27 @@ impl StackBuilder {
         }
         Ok(stack)
     }
+}
+
+/// Bootstraps a workspace `name` on `plan` in the database of `settings`,
+/// with an API key of its own (a stack's, or one more beside it).
+pub async fn bootstrap(
+    settings: &Settings,
+    name: &str,
+    plan: &str,
+) -> anyhow::Result<key_service::bootstrap::Bootstrapped> {
+    let what = format!("Failed to bootstrap workspace {name:?}");
+    let (s, name, plan) = (settings.clone(), name.to_owned(), plan.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <diesel::PgConnection as diesel::Connection>::establish(
+            s.database.url.expose_secret(),
+        )?;
+        Ok::<_, anyhow::Error>(key_service::bootstrap::bootstrap(
+            &mut conn, &s, &name, &plan,
+        )?)
+    })
+    .await?
+    .context(what)
 }
 
 /// `GET` `base` + `path` with `key`.

@@ -16,13 +16,9 @@ const BACKLOG: usize = 200;
 async fn a_short_request_is_served_while_another_workspace_has_200_long_jobs_queued() {
     // One engine: the backlog takes minutes to render.
     let stack = start_stack(settings(1)).await;
-    let s = stack.settings.clone();
-    let bulk = tokio::task::spawn_blocking(move || {
-        let mut conn = diesel::PgConnection::establish(s.database.url.expose_secret()).unwrap();
-        key_service::bootstrap::bootstrap(&mut conn, &s, "bulk", "enterprise").unwrap()
-    })
-    .await
-    .unwrap();
+    let bulk = testkit::stack::bootstrap(&stack.settings, "bulk", "enterprise")
+        .await
+        .unwrap();
     let long_text: String = (0..25)
         .map(|i| format!("Line {i} of a long report reads on about the quarterly figures. "))
         .collect();
