@@ -86,6 +86,9 @@ fn delivery_count(props: &BasicProperties) -> u32 {
     }
 }
 
+/// The longest a consumer waits for the broker to take an ack or nack.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// 250 ms doubled per earlier delivery, at most 30 s.
 pub fn retry_delay(previous_deliveries: u32) -> Duration {
     let ms = 250u64.saturating_mul(1u64 << previous_deliveries.min(10));
@@ -98,6 +101,8 @@ pub fn retry_delay(previous_deliveries: u32) -> Duration {
 /// cancellation it stops consuming at once and gives the deliveries in
 /// flight `drain` to finish; those still running then are abandoned
 /// unsettled, so closing the channel returns them to the queue.
+///
+/// Settling (ack, nack) waits at most [`SETTLE_TIMEOUT`].
 pub async fn run_consumer<H, Fut>(
     broker: Arc<Broker>,
     queue: String,
@@ -192,14 +197,21 @@ where
                             _ = tokio::time::sleep(delay) => {}
                         }
                     }
-                    let settled = match outcome {
-                        Outcome::Ack => delivery.ack(BasicAckOptions::default()).await,
-                        Outcome::Retry => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
-                        Outcome::Reject => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+                    let settle = async {
+                        match outcome {
+                            Outcome::Ack => delivery.ack(BasicAckOptions::default()).await,
+                            Outcome::Retry => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
+                            Outcome::Reject => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+                        }
                     };
-                    if let Err(e) = settled {
+                    // Bounded: on a connection that broke mid-flight an ack
+                    // may never be answered, and the reconnect waits for
+                    // the deliveries in flight.
+                    match tokio::time::timeout(SETTLE_TIMEOUT, settle).await {
+                        Ok(Ok(_)) => {}
                         // The channel is gone; the broker redelivers it.
-                        tracing::warn!(error = %e, ?outcome, "could not settle delivery");
+                        Ok(Err(e)) => tracing::warn!(error = %e, ?outcome, "could not settle delivery"),
+                        Err(_) => tracing::warn!(?outcome, "settling the delivery timed out; the broker redelivers it"),
                     }
                 }.instrument(span));
             }
