@@ -310,7 +310,10 @@ pub fn scaled_rate(base: u16, speed: f32) -> u16 {
 /// joins them and encodes the result.
 pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobError> {
     let rendered = try_join_all(plan.chunks.iter().map(|(request, char_start)| async move {
-        engines.render(request).await.map(|r| (r, *char_start))
+        engines
+            .render_as(request, plan.priority)
+            .await
+            .map(|r| (r, *char_start))
     }))
     .await
     .map_err(engine_failed)?;
