@@ -56,44 +56,21 @@ impl Publisher {
         message: &T,
     ) -> Result<(), BrokerError> {
         let body = serde_json::to_vec(message)?;
-        let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let ch = self.confirm_channel().await?;
-            let now = chrono::Utc::now();
-            let props = BasicProperties::default()
-                // 2 = persistent: written to disk, survives a broker restart.
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into())
-                .with_message_id(ShortString::from(message_id.to_owned()))
-                .with_timestamp(now.timestamp() as u64)
-                .with_headers(headers(now));
-            let options = BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            };
-            let confirm = ch
-                .basic_publish(exchange.into(), routing_key.into(), options, &body, props)
-                .await?
-                .await?;
-            match confirm {
-                Confirmation::Ack(None) => Ok(()),
-                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable),
-                Confirmation::Nack(_) => Err(BrokerError::Nacked),
-                Confirmation::NotRequested => Ok(()),
-            }
-        })
-        .await
-        .map_err(|_| BrokerError::Timeout)
-        .and_then(|r| r);
+        let now = chrono::Utc::now();
+        let props = BasicProperties::default()
+            // 2 = persistent: written to disk, survives a broker restart.
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(ShortString::from(message_id.to_owned()))
+            .with_timestamp(now.timestamp() as u64)
+            .with_headers(headers(now));
+        let result = self.send(exchange, routing_key, &body, props, true).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, exchange, routing_key, message_id, "publish failed");
-            // Start over with a fresh channel next time.
-            self.channel.lock().await.take();
         }
         result
     }
-}
 
-impl Publisher {
     /// Publishes raw `body` as a transient message (not written to disk,
     /// not mandatory: nobody listening is fine) and waits for the confirm,
     /// so messages of one caller stay in order. For streamed audio
@@ -104,24 +81,38 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
     ) -> Result<(), BrokerError> {
+        let props = BasicProperties::default()
+            .with_delivery_mode(1)
+            .with_content_type("application/octet-stream".into());
+        self.send(exchange, routing_key, body, props, false).await
+    }
+
+    /// One publish on the confirm channel, waiting at most
+    /// [`PUBLISH_TIMEOUT`] for the confirm; after a failure the next
+    /// publish starts over on a fresh channel.
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), BrokerError> {
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let ch = self.confirm_channel().await?;
-            let props = BasicProperties::default()
-                .with_delivery_mode(1)
-                .with_content_type("application/octet-stream".into());
+            let options = BasicPublishOptions {
+                mandatory,
+                ..Default::default()
+            };
             let confirm = ch
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    props,
-                )
+                .basic_publish(exchange.into(), routing_key.into(), options, body, props)
                 .await?
                 .await?;
             match confirm {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable),
                 Confirmation::Nack(_) => Err(BrokerError::Nacked),
-                _ => Ok(()),
+                Confirmation::NotRequested => Ok(()),
             }
         })
         .await
