@@ -31,6 +31,17 @@ pub enum JobMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stream_to: Option<String>,
     },
+    /// Help render a long generation split into `parts` parts
+    /// (`crate::models::part`): claim its next free part, render and store
+    /// it, and go on while there are free parts. The worker that holds the
+    /// generation's lease publishes these and joins the parts; a copy that
+    /// finds no free part (or a worker that splits differently: `parts`
+    /// differs from its own split) does nothing.
+    #[serde(rename = "synthesize-parts.v1", rename_all = "camelCase")]
+    SynthesizePartsV1 {
+        generation_id: GenerationId,
+        parts: i32,
+    },
 }
 
 impl JobMessage {
@@ -229,6 +240,14 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&streamed).unwrap(),
             serde_json::json!({"type": "synthesize.v1", "generationId": id.to_string(), "streamTo": "gw.1"})
+        );
+        let parts = JobMessage::SynthesizePartsV1 {
+            generation_id: id,
+            parts: 3,
+        };
+        assert_eq!(
+            serde_json::to_value(&parts).unwrap(),
+            serde_json::json!({"type": "synthesize-parts.v1", "generationId": id.to_string(), "parts": 3})
         );
     }
 

@@ -65,6 +65,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    generation_parts (generation_id, part) {
+        generation_id -> Uuid,
+        part -> Int4,
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        done_at -> Nullable<Timestamptz>,
+        error -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
     job_queue_progress (queue) {
         queue -> Text,
         consumed_through -> Timestamptz,
@@ -170,6 +182,7 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(generations -> workspaces (workspace_id));
+diesel::joinable!(generation_parts -> generations (generation_id));
 diesel::joinable!(idempotency_keys -> api_keys (api_key_id));
 diesel::joinable!(idempotency_keys -> workspaces (workspace_id));
 diesel::joinable!(usage_events -> workspaces (workspace_id));
@@ -179,6 +192,7 @@ diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    generation_parts,
     job_queue_progress,
     workspaces,
     api_keys,

@@ -225,6 +225,12 @@ pub struct WorkerSettings {
     /// On SIGTERM, how long the jobs in flight may still run before they go
     /// back to the queue (below Kubernetes' 30 s termination grace).
     pub drain_ms: u64,
+    /// A plain text of at least this many characters is rendered in parts
+    /// that several workers render at once (`crate::models::part`); 0
+    /// never splits.
+    pub split_min_chars: u64,
+    /// Characters per part, about (parts are whole chunks of the text).
+    pub part_chars: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -556,6 +562,11 @@ impl Settings {
         }
         if self.worker.event_relay_interval_ms == 0 {
             return invalid("worker.event_relay_interval_ms must be at least 1");
+        }
+        if self.worker.split_min_chars > 0 && self.worker.part_chars == 0 {
+            return invalid(
+                "worker.part_chars must be at least 1 when worker.split_min_chars is set",
+            );
         }
         if self.worker.lease_ms < 300 {
             return invalid("worker.lease_ms must be at least 300");

@@ -57,15 +57,28 @@ pub async fn handle_in(ctx: &State, lane: Lane, incoming: Incoming) -> Outcome {
             return Outcome::Reject;
         }
     };
-    let JobMessage::SynthesizeV1 {
-        generation_id,
-        redrive,
-        stream_to,
-    } = job;
     let queue = ctx.broker.topology().lane_queue(lane);
     ctx.leases
         .consumed(&ctx.db, &queue, incoming.published_at)
         .await;
+    let (generation_id, redrive, stream_to) = match job {
+        JobMessage::SynthesizeV1 {
+            generation_id,
+            redrive,
+            stream_to,
+        } => (generation_id, redrive, stream_to),
+        JobMessage::SynthesizePartsV1 {
+            generation_id,
+            parts,
+        } => {
+            let span =
+                tracing::info_span!("synthesize_parts", generation_id = %generation_id, parts);
+            crate::parts::help(ctx, generation_id.0, parts)
+                .instrument(span)
+                .await;
+            return Outcome::Ack;
+        }
+    };
     let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive, lane = lane.as_str());
     let priority = match lane {
         Lane::Interactive => Priority::Interactive,

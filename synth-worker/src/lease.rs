@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::db::Db;
-use shared::models::{Claim, Generation, QueueProgress};
+use shared::models::{Claim, Generation, GenerationPart, QueueProgress};
 use uuid::Uuid;
 
 /// Progress is written at most this often per worker (milliseconds of
@@ -101,7 +101,7 @@ impl Leases {
     ) -> anyhow::Result<(Claim, Holder)> {
         let holder = Holder {
             generation,
-            claim: format!("{}/{}", self.worker, Uuid::new_v4().simple()),
+            claim: self.claim_name(),
         };
         let (claim, lease_ms) = (holder.claim.clone(), self.lease_ms());
         let outcome = db
@@ -113,26 +113,50 @@ impl Leases {
         Ok((outcome, holder))
     }
 
+    /// A new claim name of this worker: `{worker}/{uuid}`, one per claim.
+    pub fn claim_name(&self) -> String {
+        format!("{}/{}", self.worker, Uuid::new_v4().simple())
+    }
+
+    /// How long a claim holds without renewal, in milliseconds.
+    pub fn lease_millis(&self) -> i64 {
+        self.lease_ms()
+    }
+
     /// Runs `work` while renewing `holder`'s lease every third of it;
     /// `None` if the lease was lost (then `work` was dropped: stopped).
     /// While the database does not answer, the work goes on: nobody else
     /// can claim the generation without it either.
     pub async fn hold<F: Future>(&self, db: &Db, holder: &Holder, work: F) -> Option<F::Output> {
-        let renew = async {
+        self.hold_while(
+            || {
+                let (id, claim, lease_ms) =
+                    (holder.generation, holder.claim.clone(), self.lease_ms());
+                db.run(move |c| {
+                    Generation::renew_lease(c, id, &claim, lease_ms).map_err(anyhow::Error::from)
+                })
+            },
+            work,
+        )
+        .await
+    }
+
+    /// Runs `work` while `renew` (called every third of the lease) says
+    /// the claim still holds; `None` once it says it does not (then `work`
+    /// was dropped). A renewal that fails is logged and the work goes on.
+    pub async fn hold_while<F, R, RF>(&self, renew: R, work: F) -> Option<F::Output>
+    where
+        F: Future,
+        R: Fn() -> RF,
+        RF: Future<Output = anyhow::Result<bool>>,
+    {
+        let renewing = async {
             let mut tick = tokio::time::interval(self.lease / 3);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let (id, claim, lease_ms) =
-                    (holder.generation, holder.claim.clone(), self.lease_ms());
-                match db
-                    .run(move |c| {
-                        Generation::renew_lease(c, id, &claim, lease_ms)
-                            .map_err(anyhow::Error::from)
-                    })
-                    .await
-                {
+                match renew().await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => {
@@ -146,7 +170,7 @@ impl Leases {
         };
         tokio::select! {
             out = work => Some(out),
-            () = renew => None,
+            () = renewing => None,
         }
     }
 
@@ -164,11 +188,16 @@ impl Leases {
         }
     }
 
-    /// Gives up every lease this worker still holds (at shutdown).
+    /// Gives up every lease this worker still holds (at shutdown), on
+    /// generations and on their parts.
     pub async fn release_all(&self, db: &Db) {
         let worker = self.worker.clone();
         match db
-            .run(move |c| Generation::release_leases_of(c, &worker).map_err(anyhow::Error::from))
+            .run(move |c| {
+                let generations = Generation::release_leases_of(c, &worker)?;
+                let parts = GenerationPart::release_all_of(c, &worker)?;
+                Ok::<_, anyhow::Error>(generations + parts)
+            })
             .await
         {
             Ok(0) => {}

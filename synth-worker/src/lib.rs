@@ -9,6 +9,7 @@ pub mod encode;
 pub mod engine;
 pub mod events;
 pub mod lease;
+pub mod parts;
 pub mod relay;
 pub mod render;
 pub mod speaker;

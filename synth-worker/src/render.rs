@@ -30,7 +30,7 @@ use crate::engine::{
 };
 use crate::state::State;
 use crate::stream::Streamer;
-use crate::{encode, text};
+use crate::{encode, parts, text};
 
 /// The rate libespeak-ng renders at (a Piper model says its own, Kokoro
 /// renders at [`kokoro::SAMPLE_RATE`]).
@@ -309,7 +309,20 @@ pub fn scaled_rate(base: u16, speed: f32) -> u16 {
 /// Renders every chunk (in parallel, as far as the pool has engines),
 /// joins them and encodes the result.
 pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobError> {
-    let rendered = try_join_all(plan.chunks.iter().map(|(request, char_start)| async move {
+    let (rate, pieces) = render_pieces(engines, plan, 0..plan.chunks.len()).await?;
+    assemble(plan, rate, pieces).await
+}
+
+/// Renders `plan`'s chunks in `range` (in parallel, as far as the pool has
+/// engines, at the plan's priority): the engine's rate and one piece per
+/// chunk, in order.
+pub async fn render_pieces(
+    engines: &EnginePool,
+    plan: &Plan,
+    range: std::ops::Range<usize>,
+) -> Result<(u32, Vec<Piece>), JobError> {
+    let chunks = plan.chunks.get(range).unwrap_or_default();
+    let rendered = try_join_all(chunks.iter().map(|(request, char_start)| async move {
         engines
             .render_as(request, plan.priority)
             .await
@@ -318,14 +331,7 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
     .await
     .map_err(engine_failed)?;
     let rate = rendered.first().map_or(ENGINE_RATE, |(r, _)| r.sample_rate);
-    // Each chunk kept to its own ceiling; the whole must keep to the
-    // generation's (the floor of short chunks adds up).
-    let total: usize = rendered.iter().map(|(r, _)| r.samples.len()).sum();
-    let total_ms = encode::duration_ms(total, rate).max(0) as u64;
-    if total_ms > plan.max_audio_ms {
-        return Err(too_long(total_ms, plan.max_audio_ms, plan.characters));
-    }
-    let pieces: Vec<Piece> = rendered
+    let pieces = rendered
         .into_iter()
         .map(|(r, char_start)| Piece {
             samples: r.samples,
@@ -333,6 +339,18 @@ pub async fn produce(engines: &EnginePool, plan: &Plan) -> Result<Produced, JobE
             char_start,
         })
         .collect();
+    Ok((rate, pieces))
+}
+
+/// Joins every chunk's piece (rendered at `rate`) and encodes the track.
+pub async fn assemble(plan: &Plan, rate: u32, pieces: Vec<Piece>) -> Result<Produced, JobError> {
+    // Each chunk kept to its own ceiling; the whole must keep to the
+    // generation's (the floor of short chunks adds up).
+    let total: usize = pieces.iter().map(|p| p.samples.len()).sum();
+    let total_ms = encode::duration_ms(total, rate).max(0) as u64;
+    if total_ms > plan.max_audio_ms {
+        return Err(too_long(total_ms, plan.max_audio_ms, plan.characters));
+    }
     let (track, alignment) = join(pieces, rate, &plan.text);
     if track.is_empty() {
         return Err(JobError::permanent(
@@ -488,16 +506,19 @@ pub async fn render_and_store(
             return Err(e);
         }
     };
-    let pool = if plan.kokoro {
-        &ctx.kokoro
-    } else if plan.neural {
-        &ctx.neural
-    } else {
-        &ctx.engines
-    };
-    let produced = match stream_to {
-        Some(to) => produce_streamed(pool, &plan.clone().streamed(), streamer(to)).await?,
-        None => produce(pool, &plan).await?,
+    let pool = pool_of(ctx, &plan);
+    // A streamed render stays whole: its order is its point.
+    let parts = stream_to
+        .is_none()
+        .then(|| parts::split(&plan, ctx.split))
+        .flatten();
+    let produced = match (stream_to, &parts) {
+        (Some(to), _) => produce_streamed(pool, &plan.clone().streamed(), streamer(to)).await?,
+        (None, Some(parts)) => {
+            let (rate, pieces) = parts::coordinate(ctx, generation, &plan, pool, parts).await?;
+            assemble(&plan, rate, pieces).await?
+        }
+        (None, None) => produce(pool, &plan).await?,
     };
     let (ws, id) = (generation.workspace_id.into(), generation.id.into());
     let key = audio_key(ws, id, plan.format);
@@ -517,10 +538,24 @@ pub async fn render_and_store(
         .put(&key, produced.bytes.into())
         .await
         .map_err(store_failed)?;
+    if let Some(parts) = parts {
+        parts::clean_up(ctx, generation, parts.len()).await;
+    }
     Ok(StoredAudio {
         storage_key: key.to_string(),
         duration_ms: produced.duration_ms,
     })
+}
+
+/// The engines that render `plan`'s voice.
+pub fn pool_of<'a>(ctx: &'a State, plan: &Plan) -> &'a EnginePool {
+    if plan.kokoro {
+        &ctx.kokoro
+    } else if plan.neural {
+        &ctx.neural
+    } else {
+        &ctx.engines
+    }
 }
 
 /// Engine refusal codes as API-stable `&'static str`.

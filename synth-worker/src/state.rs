@@ -27,6 +27,7 @@ use shared::voices;
 use crate::engine::EnginePool;
 use crate::engine::server::EngineArgs;
 use crate::lease::Leases;
+use crate::parts::SplitSettings;
 
 pub struct State {
     pub db: Db,
@@ -43,6 +44,8 @@ pub struct State {
     pub voices_dir: PathBuf,
     /// This worker's claims on the generations it renders.
     pub leases: Leases,
+    /// Which generations are rendered in parts (`crate::parts`).
+    pub split: SplitSettings,
 }
 
 /// The command that installs the default voice and ONNX Runtime.
@@ -174,6 +177,10 @@ impl State {
             kokoro,
             voices_dir: settings.piper.voices_dir.clone(),
             leases: Leases::new(std::time::Duration::from_millis(settings.worker.lease_ms)),
+            split: SplitSettings {
+                min_chars: settings.worker.split_min_chars,
+                part_chars: settings.worker.part_chars,
+            },
         })
     }
 }

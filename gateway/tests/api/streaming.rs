@@ -30,7 +30,10 @@ impl FakeWorker {
             generation_id,
             stream_to,
             ..
-        } = serde_json::from_slice(&delivery.data).unwrap();
+        } = serde_json::from_slice(&delivery.data).unwrap()
+        else {
+            panic!("not a synthesis job");
+        };
         let broker = Broker::new(&app.settings.amqp, "test-worker");
         let exchange = broker.topology().streams_exchange();
         Self {

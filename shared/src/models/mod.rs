@@ -5,6 +5,7 @@ pub mod create_batch;
 pub mod generation;
 pub mod idempotency;
 pub mod lease;
+pub mod part;
 pub mod usage;
 pub mod webhook;
 pub mod webhook_delivery;
@@ -12,6 +13,7 @@ pub mod workspace;
 
 pub use generation::{Generation, GenerationStatus, NewGeneration};
 pub use lease::{Claim, QueueProgress, Redrive};
+pub use part::{GenerationPart, PartState};
 pub use usage::NewUsageEvent;
 pub use webhook::{EndpointChanges, NewWebhookEndpoint, WebhookEndpoint};
 pub use webhook_delivery::{NewWebhookAttempt, Requeue, WebhookAttempt, WebhookDelivery};

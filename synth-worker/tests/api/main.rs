@@ -11,4 +11,5 @@ mod helpers;
 mod kokoro;
 mod leases;
 mod neural;
+mod parts;
 mod ssml;
