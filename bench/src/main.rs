@@ -13,6 +13,7 @@ mod load;
 mod piper;
 mod report;
 mod rss;
+mod split;
 mod stack;
 mod stream;
 mod webhooks;
@@ -59,6 +60,8 @@ enum Benchmark {
     Stream,
     /// A short request unloaded and beside another workspace's backlog of long jobs.
     Lanes,
+    /// One 20,000-character generation on 1 and 2 engines, whole and in parts.
+    Split,
 }
 
 #[tokio::main]
@@ -84,5 +87,6 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Webhooks => webhooks::run().await,
         Benchmark::Stream => stream::run().await,
         Benchmark::Lanes => lanes::run().await,
+        Benchmark::Split => split::run().await,
     }
 }
