@@ -33,6 +33,8 @@ use crate::state::State;
 
 /// The cost of an accepted generation, in credits (also in the body).
 pub const CREDITS_HEADER: &str = "x-credits-charged";
+/// The generation an answer that is its audio is about (success or not).
+pub const GENERATION_HEADER: &str = "x-generation-id";
 
 /// The 202 body: exactly the shape of docs/api.md.
 #[derive(Serialize, utoipa::ToSchema)]

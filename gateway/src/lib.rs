@@ -5,6 +5,7 @@
 //! registers webhook endpoints.
 
 pub mod audio;
+pub mod audio_answer;
 pub mod auth;
 pub mod auth_limit;
 pub mod busy;

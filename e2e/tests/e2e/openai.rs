@@ -238,6 +238,40 @@ async fn speech_streams_its_first_audio_while_the_rest_is_still_rendering() {
 }
 
 #[tokio::test]
+async fn a_create_with_stream_true_streams_the_audio_that_is_stored_and_charged_once() {
+    let stack = start_stack(settings(1)).await;
+    let text = prose(60);
+    let mut response = stack
+        .post(
+            "/v1/generations?stream=true",
+            json!({"text": text, "voiceId": "voice_3c71e9", "format": "pcm"}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("content-length").is_none());
+    let id = response.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        format!("/v1/generations/{id}")
+    );
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    // The order, not a time: audio has arrived while it still renders.
+    let got = stack.get_json(&format!("/v1/generations/{id}")).await;
+    assert_eq!(got["status"], "processing", "{got}");
+    let mut streamed = first.to_vec();
+    while let Some(more) = response.chunk().await.unwrap() {
+        streamed.extend_from_slice(&more);
+    }
+    let stored = completed_audio(&stack, &id).await;
+    assert!(streamed == stored, "the stream is the stored file");
+    let credits = text.chars().count().div_ceil(1000) as i64;
+    assert_eq!(workspace_credits_used(&stack).await, credits);
+}
+
+#[tokio::test]
 async fn streamed_wav_mp3_and_opus_are_the_stored_files_and_flac_comes_whole() {
     let stack = start_stack(settings(2)).await;
     let text = prose(6);

@@ -9,8 +9,8 @@
 //! `crate::audio`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -22,9 +22,12 @@ use shared::ids::{GenerationId, WorkspaceId};
 use shared::models::{Generation, GenerationStatus};
 
 use crate::audio::{audio_response, audio_url_of};
+use crate::audio_answer;
 use crate::auth::Principal;
 use crate::domain::generation_request::CreateGeneration;
-use crate::generations::{Accepted, CREDITS_HEADER, accept, is_usable_cloned_voice};
+use crate::generations::{
+    Accepted, CREDITS_HEADER, GENERATION_HEADER, accept, is_usable_cloned_voice,
+};
 use crate::idempotency::Idempotency;
 use crate::pagination::{Page, PageView, bad_cursor};
 use crate::state::State;
@@ -104,8 +107,20 @@ impl GenerationView {
     tag = "generations",
     operation_id = "createGeneration",
     request_body = CreateGeneration,
-    params(crate::openapi::IdempotencyKey),
+    params(crate::openapi::IdempotencyKey, CreateQuery),
     responses(
+        (status = 200, description = "With `stream=true`: the audio in `format`, streamed as it is rendered (chunked; `flac` whole once done); a replay of its Idempotency-Key answers the stored 202", content(
+            (crate::openapi::Binary = "audio/mpeg"),
+            (crate::openapi::Binary = "audio/ogg"),
+            (crate::openapi::Binary = "audio/flac"),
+            (crate::openapi::Binary = "audio/wav"),
+            (crate::openapi::Binary = "audio/L16"),
+        ),
+            headers(
+                ("Location" = String, description = "`/v1/generations/{id}`"),
+                ("X-Generation-Id" = String, description = "The generation"),
+                ("X-Credits-Charged" = i64, description = "The credits charged"),
+            )),
         (status = 202, description = "Accepted and charged; the generation is processing", body = Accepted,
             headers(
                 ("Location" = String, description = "`/v1/generations/{id}`"),
@@ -119,8 +134,10 @@ impl GenerationView {
         (status = 422, description = "Empty or too long text, SSML that is not well-formed or uses an element or attribute off the allow-list (`invalid_ssml`, e.g. `<audio>`, a break over 10 s), SSML breaks adding up to more than 0.25 s per character of the text, at least 30 s (`audio_too_long`), control characters, unknown voice (`unknown_voice`), a Kokoro blend in `voiceId` that is malformed (`invalid_voice_blend`), has a weight that is not a positive number (`invalid_voice_weight`), more than 4 voices (`too_many_voices`), a voice twice (`duplicate_voice`), voices of two languages (`mixed_voice_languages`) or a voice that is not Kokoro's (`voice_not_blendable`), a sample rate the format cannot encode", body = ErrorEnvelope),
         (status = 429, description = "Rate limited, or the workspace has its plan's maximum of generations processing", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "With `stream=true`: the generation failed (`generation_failed`) before its audio began; its credits are refunded", body = ErrorEnvelope),
         (status = 503, description = "The job queue is down or the system is busy; nothing was charged", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "With `stream=true`: no audio within `gateway.speech_timeout_ms` (`generation_timeout`); it goes on and is charged once: fetch it from `Location`", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["generations:write"]))
 )]
@@ -129,12 +146,17 @@ async fn create(
     state: web::Data<State>,
     principal: Principal,
     idempotency: Idempotency,
+    query: web::Query<CreateQuery>,
     body: web::Json<CreateGeneration>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = tokio::time::Instant::now();
     principal.require("generations:write")?;
     let body = body.into_inner();
     let cloned = is_usable_cloned_voice(&state, principal.workspace_id, &body.voice_id).await?;
     let valid = body.validate_with(&principal.plan, cloned)?;
+    if query.stream {
+        return stream_created(&req, &state, &principal, valid, idempotency.0, started).await;
+    }
     let (created, body) = accept(&req, &state, &principal, valid, idempotency.0).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((
@@ -144,6 +166,45 @@ async fn create(
         .insert_header((CREDITS_HEADER, created.credits.to_string()))
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(body))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// `true`: answer 200 with the audio as it is rendered (chunked; `flac`
+    /// whole once done) instead of 202; the generation is the same, stored,
+    /// charged once and announced by webhook as always.
+    #[serde(default)]
+    stream: bool,
+}
+
+/// `POST /v1/generations?stream=true`: the audio as the answer, with the
+/// generation's `Location`, `X-Generation-Id` and `X-Credits-Charged`;
+/// once the generation exists, an error answer carries them too (502
+/// `generation_failed`, refunded; 504 `generation_timeout`, it goes on).
+async fn stream_created(
+    req: &HttpRequest,
+    state: &web::Data<State>,
+    principal: &Principal,
+    valid: crate::domain::generation_request::ValidGeneration,
+    claim: Option<crate::idempotency::Claim>,
+    started: tokio::time::Instant,
+) -> Result<HttpResponse, ApiError> {
+    let (id, credits, answer) =
+        audio_answer::accept_and_answer(req, state, principal, valid, claim, started).await?;
+    let mut response = answer.unwrap_or_else(|e| e.error_response());
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (LOCATION, format!("/v1/generations/{id}")),
+        (HeaderName::from_static(GENERATION_HEADER), id.to_string()),
+        (HeaderName::from_static(CREDITS_HEADER), credits.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

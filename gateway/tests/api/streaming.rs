@@ -161,3 +161,78 @@ async fn a_render_that_breaks_mid_stream_ends_the_answer_as_a_broken_transfer() 
         );
     }
 }
+
+fn create_streamed(app: &TestApp, query: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let request = app
+        .client
+        .post(format!("{}/v1/generations{query}", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"text": "Hello there. How are you?", "voiceId": "voice_3c71e9", "format": "pcm"}));
+    tokio::spawn(async move { request.send().await.unwrap() })
+}
+
+#[tokio::test]
+async fn a_create_with_stream_true_answers_with_the_audio_as_it_is_rendered() {
+    let app = spawn_app().await;
+    let answer = create_streamed(&app, "?stream=true");
+    let worker = FakeWorker::take_job(&app).await;
+    let attempt = Uuid::new_v4();
+    worker.send(attempt, 0, false, None, b"\x01\x00").await;
+
+    let mut response = answer.await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/L16");
+    let id = worker.generation_id.to_string();
+    assert_eq!(response.headers()["x-generation-id"].to_str().unwrap(), id);
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        format!("/v1/generations/{id}")
+    );
+    assert_eq!(response.headers()["x-credits-charged"], "1");
+    // The first chunk is out before the render has finished.
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"\x01\x00");
+    worker.send(attempt, 1, true, None, b"\x02\x00").await;
+    let second = response.chunk().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"\x02\x00");
+    worker.complete(&app);
+    assert!(response.chunk().await.unwrap().is_none(), "a clean end");
+    // It is an ordinary generation of the list, charged once.
+    let row = app.get_json(&format!("/v1/generations/{id}")).await;
+    assert_eq!(row["status"], "completed");
+    assert_eq!(row["credits"], 1);
+}
+
+#[tokio::test]
+async fn a_create_without_stream_answers_202_and_a_bad_stream_value_is_400_and_charges_nothing() {
+    let app = spawn_app().await;
+    let accepted = create_streamed(&app, "?stream=false").await.unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    let job = app.next_job_delivery().await;
+    let JobMessage::SynthesizeV1 { stream_to, .. } = serde_json::from_slice(&job.data).unwrap()
+    else {
+        panic!("not a synthesis job");
+    };
+    assert_eq!(stream_to, None, "an unstreamed create asks for no stream");
+    let used = || -> i64 {
+        use diesel::prelude::*;
+        shared::schema::workspaces::table
+            .find(
+                shared::ids::WorkspaceId::parse(&app.workspace_id)
+                    .unwrap()
+                    .0,
+            )
+            .select(shared::schema::workspaces::credits_used)
+            .first(&mut connect(&app.settings))
+            .unwrap()
+    };
+    let before = used();
+
+    for query in ["?stream=yes", "?stream=true&stream_format=sse"] {
+        let refused = create_streamed(&app, query).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 400, "{query}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request", "{query}: {body}");
+    }
+    assert_eq!(used(), before);
+}
