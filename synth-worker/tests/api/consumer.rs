@@ -323,3 +323,50 @@ async fn an_event_the_broker_refuses_is_left_to_the_relay_which_publishes_it_onc
         "published once"
     );
 }
+
+#[tokio::test]
+async fn a_short_unstreamed_job_of_the_interactive_lane_renders_before_queued_bulk_chunks() {
+    // One Piper engine, no reserve: only the engines' priority can let the
+    // short job pass the long one's queued chunks (seconds each).
+    let (_settings, ctx) = ctx().await;
+    let ws = insert_workspace(&ctx.db, 100).await;
+    let long = insert_generation(&ctx.db, new_generation(ws, &[SEED; 50].join(" "))).await;
+    let short = insert_generation(&ctx.db, new_generation(ws, SEED)).await;
+
+    let bulk = handle(&ctx, job(long.id, false));
+    let interactive = async {
+        let id = long.id;
+        eventually("the long job to be rendering", || async {
+            let claimed: Option<String> = ctx
+                .db
+                .run(move |c| {
+                    generations::table
+                        .find(id)
+                        .select(generations::claimed_by)
+                        .first(c)
+                        .map_err(anyhow::Error::from)
+                })
+                .await
+                .unwrap();
+            claimed.map(|_| ())
+        })
+        .await;
+        let outcome = synth_worker::consumer::handle_in(
+            &ctx,
+            shared::amqp::Lane::Interactive,
+            job(short.id, false),
+        )
+        .await;
+        // The order, not a time: the long one still renders.
+        (outcome, find(&ctx.db, long.id).await.status)
+    };
+    let (bulk, (outcome, long_status)) = tokio::join!(bulk, interactive);
+
+    assert_eq!((bulk, outcome), (Outcome::Ack, Outcome::Ack));
+    assert_eq!(find(&ctx.db, short.id).await.status, "completed");
+    assert_eq!(
+        long_status, "processing",
+        "the short job waited for the long one"
+    );
+    assert_eq!(find(&ctx.db, long.id).await.status, "completed");
+}
