@@ -133,7 +133,13 @@ async fn generate(stack: &stack::Stack, text: String) -> anyhow::Result<(String,
     let id = body["id"].as_str().unwrap_or_default().to_owned();
     let until = Instant::now() + Duration::from_secs(900);
     loop {
-        let row = stack.get_json(&format!("/v1/generations/{id}")).await;
+        let answer = stack.get(&format!("/v1/generations/{id}")).await;
+        if answer.status().as_u16() == 429 {
+            // The plan's request rate, with the warm-ups polling at once.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let row: serde_json::Value = answer.json().await?;
         match row["status"].as_str() {
             Some("completed") => return Ok((id, row["durationMs"].as_i64().unwrap_or(0))),
             Some("processing") => {}
