@@ -19,22 +19,7 @@ const CHARACTERS: usize = 20_000;
 
 /// About `CHARACTERS` characters of varied sentences.
 fn text() -> String {
-    let sentences = [
-        "The committee met on Tuesday to discuss the harbour's new timetable.",
-        "Nobody expected the ferry to arrive before noon, least of all the captain.",
-        "Three hundred and twelve passengers waited patiently on the pier.",
-        "A gull stole a sandwich from a child, who laughed instead of crying.",
-        "By evening the fog had lifted, and the lighthouse blinked in the dusk.",
-    ];
-    let mut out = String::new();
-    for i in 0.. {
-        let next = format!("{} Section {i}. ", sentences[i % sentences.len()]);
-        if out.chars().count() + next.chars().count() > CHARACTERS {
-            break;
-        }
-        out.push_str(&next);
-    }
-    out.trim_end().to_owned()
+    testkit::long_prose(CHARACTERS)
 }
 
 struct Setup {

@@ -24,6 +24,28 @@ use shared::settings::{ONNXRUNTIME_LIB, Settings};
 /// The seed request's text (docs/api.md), what most tests render.
 pub const SEED_TEXT: &str = "Welcome to Voice Production AI. Let's build something that speaks.";
 
+/// Prose of varied, numbered sentences, as many as fit in `characters`
+/// characters: a long text whose every sentence differs (for the parts of
+/// a long generation, say).
+pub fn long_prose(characters: usize) -> String {
+    const SENTENCES: [&str; 5] = [
+        "The committee met on Tuesday to discuss the harbour's new timetable.",
+        "Nobody expected the ferry to arrive before noon, least of all the captain.",
+        "Three hundred and twelve passengers waited patiently on the pier.",
+        "A gull stole a sandwich from a child, who laughed instead of crying.",
+        "By evening the fog had lifted, and the lighthouse blinked in the dusk.",
+    ];
+    let mut out = String::new();
+    for i in 0.. {
+        let next = format!("{} Section {i}. ", SENTENCES[i % SENTENCES.len()]);
+        if out.chars().count() + next.chars().count() > characters {
+            break;
+        }
+        out.push_str(&next);
+    }
+    out.trim_end().to_owned()
+}
+
 /// The root mean square of 16-bit samples: above ~300 is speech, not
 /// silence, at the levels the engines render.
 pub fn rms(samples: &[i16]) -> f64 {

@@ -26,17 +26,7 @@ const ESPEAK_VOICE: &str = "voice_734bbd";
 
 /// About 4,300 characters of varied sentences: six chunks.
 fn long_text() -> String {
-    let sentences = [
-        "The committee met on Tuesday to discuss the harbour's new timetable.",
-        "Nobody expected the ferry to arrive before noon, least of all the captain.",
-        "Three hundred and twelve passengers waited patiently on the pier.",
-        "A gull stole a sandwich from a child, who laughed instead of crying.",
-        "By evening the fog had lifted, and the lighthouse blinked in the dusk.",
-    ];
-    (0..13)
-        .flat_map(|i| sentences.iter().map(move |s| format!("{s} Part {i}.")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    testkit::long_prose(4_300)
 }
 
 /// A worker that splits texts of 1,000 characters or more into parts of
