@@ -175,13 +175,13 @@ pub struct GenerationFailedData {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// `data` of `voice.ready`: the cloned voice.
+/// `data` of `voice.ready`: the cloned or designed voice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VoiceReadyData {
     pub id: String,
     pub name: String,
-    /// `cloned`.
+    /// `cloned` or `designed`.
     #[serde(rename = "type")]
     pub kind: String,
     pub language: String,

@@ -1,4 +1,5 @@
-//! `/v1/voices`: the preset catalog and this workspace's cloned voices.
+//! `/v1/voices`: the preset catalog and this workspace's cloned and designed
+//! voices.
 //!
 //! - `GET /v1/voices` (`voices:read`): natural (neural) presets first, then
 //!   the other presets, each in catalog order, then cloned voices oldest
@@ -14,6 +15,10 @@
 //!   `gender`, `description`. The samples are analysed at once (pitch
 //!   median and range, speaking rate) into espeak-ng parameters; the voice
 //!   is `ready` in the 201 answer and `voice.ready` is published.
+//! - `POST /v1/voices` (`voices:write`) with a JSON design
+//!   (`crate::domain::voice_design`): a blend of up to 4 natural voices
+//!   saved as a `designed` voice with its recipe; `ready` in the 201
+//!   answer, `voice.ready` published.
 //! - `DELETE /v1/voices/{id}` (`voices:write`): 204.
 //!
 //! Uploads never sit in memory: each sample is streamed to a temp file
@@ -56,6 +61,7 @@ use shared::voices::cloned::{self, ClonedVoice};
 use shared::voices::{self, EngineKind, Gender, Preset};
 
 use crate::auth::Principal;
+use crate::domain::voice_design::{self, DesignPart, DesignVoiceRequest};
 use crate::pagination::{self, PageView};
 use crate::state::State;
 
@@ -80,7 +86,8 @@ pub struct VoiceView {
     #[schema(example = "voice_8f2a1c")]
     id: String,
     name: String,
-    /// `preset` or `cloned`.
+    /// `preset`, `cloned` (from samples) or `designed` (from natural
+    /// voices, `recipe`).
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "preset")]
     kind: &'static str,
@@ -107,6 +114,11 @@ pub struct VoiceView {
     /// What was measured of the samples (cloned voices).
     #[serde(skip_serializing_if = "Option::is_none")]
     analysis: Option<serde_json::Value>,
+    /// The natural voices a designed voice is made of and their weights
+    /// (normalised), stored with it: it never changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<DesignPart>>)]
+    recipe: Option<serde_json::Value>,
 }
 
 impl From<&Preset> for VoiceView {
@@ -123,23 +135,32 @@ impl From<&Preset> for VoiceView {
             status: None,
             created_at: None,
             analysis: None,
+            recipe: None,
         }
     }
 }
 
 impl From<ClonedVoice> for VoiceView {
     fn from(v: ClonedVoice) -> Self {
+        // Cloned voices follow the speaker with espeak-ng parameters;
+        // designed ones are Kokoro blends.
+        let engine = v.engine_voice().map_or(EngineKind::Espeak, |e| e.engine());
+        let recipe = v.params.get("design").and_then(|d| d.get("from")).cloned();
         Self {
             analysis: v.params.get("analysis").cloned(),
+            kind: if recipe.is_some() {
+                "designed"
+            } else {
+                "cloned"
+            },
+            recipe,
             id: v.id,
             name: v.name,
-            kind: "cloned",
             language: v.language,
             gender: v.gender,
             description: v.description,
-            // Cloned voices follow the speaker with espeak-ng parameters.
-            engine: EngineKind::Espeak,
-            natural: false,
+            engine,
+            natural: engine.is_natural(),
             status: Some(v.status),
             created_at: Some(v.created_at),
         }
@@ -154,7 +175,7 @@ pub struct ListQuery {
     language: Option<String>,
     /// `female`, `male` or `neutral`.
     gender: Option<String>,
-    /// `preset` or `cloned`.
+    /// `preset`, `cloned` or `designed`.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     kind: Option<String>,
@@ -221,11 +242,11 @@ async fn list(
     let (presets, cloned) = match q.kind.as_deref() {
         None => (true, true),
         Some("preset") => (true, false),
-        Some("cloned") => (false, true),
+        Some("cloned" | "designed") => (false, true),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_type",
-                format!("type {other:?} is not preset or cloned"),
+                format!("type {other:?} is not preset, cloned or designed"),
             )
             .with_param("type"));
         }
@@ -258,6 +279,7 @@ async fn list(
                 .as_deref()
                 .is_none_or(|g| v.gender.as_deref() == Some(g))
         })
+        .filter(|v| q.kind.as_deref().is_none_or(|k| v.kind == k))
         .filter(|v| engine.is_none_or(|e| v.engine == e))
         .filter(|v| q.natural.is_none_or(|n| v.natural == n))
         .collect();
@@ -470,7 +492,7 @@ async fn read_form(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_content_type",
-            "send the voice as multipart/form-data with name and samples",
+            "send a cloned voice as multipart/form-data with name and samples, or a designed one as application/json",
         ));
     }
     let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
@@ -531,20 +553,24 @@ async fn read_form(
 }
 
 /// Clone a voice from WAV samples (pitch, intonation range and speaking
-/// rate); it is `ready` in the answer and `voice.ready` is sent.
+/// rate), or design one from natural voices (JSON); it is `ready` in the
+/// answer and `voice.ready` is sent.
 #[utoipa::path(
     post,
     path = "/v1/voices",
     tag = "voices",
     operation_id = "createVoice",
-    request_body(content = CloneVoiceForm, content_type = "multipart/form-data"),
+    request_body(content(
+        (CloneVoiceForm = "multipart/form-data"),
+        (DesignVoiceRequest = "application/json"),
+    )),
     responses(
-        (status = 201, description = "The cloned voice, ready", body = VoiceView),
-        (status = 400, description = "A multipart body that cannot be read, an unknown or too long field", body = ErrorEnvelope),
+        (status = 201, description = "The cloned or designed voice, ready", body = VoiceView),
+        (status = 400, description = "A multipart or JSON body that cannot be read, an unknown or too long field", body = ErrorEnvelope),
         (status = 413, description = "A sample over 10 MB, or samples over 64 MB together", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within `gateway.upload_timeout_secs` (`upload_timeout`)", body = ErrorEnvelope),
         (status = 415, description = "Not multipart/form-data", body = ErrorEnvelope),
-        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, more than 20 sample files (`too_many_samples`), samples that are not usable WAV or over 5 minutes", body = ErrorEnvelope),
+        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, more than 20 sample files (`too_many_samples`), samples that are not usable WAV or over 5 minutes; a design without voices (`design_required`), with more than 4 (`too_many_voices`), a weight below 0 or none above 0 (`invalid_voice_weight`), an unknown voice, a voice that is not Kokoro's (`voice_not_blendable`), voices of two languages (`mixed_voice_languages`), a voice twice (`duplicate_voice`)", body = ErrorEnvelope),
         (status = 503, description = "The event queue is unavailable, or this gateway is reading as many uploads as `gateway.max_concurrent_uploads` allows (`uploads_busy`); nothing was created",
             body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -558,6 +584,9 @@ async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     principal.require("voices:write")?;
+    if is_json(&req) {
+        return create_designed(&state, &principal, payload).await;
+    }
     // Before the body is read: this gateway reads so many uploads at once.
     let _upload = state.uploads.try_acquire().map_err(|_| {
         ApiError::unavailable(
@@ -638,11 +667,82 @@ async fn create(
         params: serde_json::json!({ "engine": engine, "analysis": measured }),
         created_at: Utc::now(),
     };
+    insert_and_announce(&state, row).await
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// A designed voice's body is small: at most this many bytes.
+const MAX_DESIGN_BYTES: usize = 16 * 1024;
+
+/// `POST /v1/voices` with a JSON design (`crate::domain::voice_design`).
+async fn create_designed(
+    state: &State,
+    principal: &Principal,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = Vec::new();
+    let read = async {
+        while let Some(chunk) = payload.try_next().await.map_err(|e| {
+            ApiError::bad_request("malformed_body", format!("the body could not be read: {e}"))
+        })? {
+            if body.len() + chunk.len() > MAX_DESIGN_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("a designed voice's body is at most {MAX_DESIGN_BYTES} bytes"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    let deadline = Duration::from_secs(state.settings.gateway.upload_timeout_secs);
+    tokio::time::timeout(deadline, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_timeout",
+            format!("the body was not received within {} s", deadline.as_secs()),
+        )
+    })??;
+    let request: DesignVoiceRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_body",
+            format!("the JSON body is not a voice design: {e}"),
+        )
+    })?;
+    let designed = voice_design::design(request)?;
+    state.ensure_broker().await?;
+    let row = ClonedVoice {
+        id: cloned::new_id(),
+        workspace_id: principal.workspace_id.0,
+        name: designed.name,
+        language: designed.language,
+        gender: designed.gender,
+        description: designed.description,
+        status: "ready".to_owned(),
+        params: serde_json::json!({
+            "engine": designed.engine,
+            "design": { "from": designed.recipe },
+        }),
+        created_at: Utc::now(),
+    };
+    insert_and_announce(state, row).await
+}
+
+/// Inserts a ready voice and announces it; without its event the voice is
+/// taken back (503) and the client retries.
+async fn insert_and_announce(state: &State, row: ClonedVoice) -> Result<HttpResponse, ApiError> {
     let created = state
         .db
         .run(move |c| ClonedVoice::insert(c, &row).map_err(DbError::from))
         .await?;
-    if let Err(e) = announce_ready(&state, &created).await {
+    if let Err(e) = announce_ready(state, &created).await {
         // Nothing half-done: without its event the voice is taken back and
         // the client retries. (Should even that fail, the voice stays usable
         // and only its event is missing; the log says so.)
@@ -702,7 +802,12 @@ async fn announce_ready(
         data: serde_json::json!(VoiceReadyData {
             id: voice.id.clone(),
             name: voice.name.clone(),
-            kind: "cloned".to_owned(),
+            kind: if voice.params.get("design").is_some() {
+                "designed"
+            } else {
+                "cloned"
+            }
+            .to_owned(),
             language: voice.language.clone(),
             status: "ready".to_owned(),
         }),

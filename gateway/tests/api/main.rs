@@ -9,6 +9,7 @@ mod batching;
 mod broker;
 mod console;
 mod credits;
+mod design;
 mod generations;
 mod helpers;
 mod idempotency;
