@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cloning;
+mod design;
 mod helpers;
 mod kokoro;
 mod lanes;
