@@ -5,12 +5,10 @@
 //! members).
 
 use std::io::Cursor;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::eventually_within;
 
-use crate::helpers::{rms, settings, start_stack};
+use crate::helpers::{completed_audio, rms, settings, start_stack};
 
 const TEXT: &str = "Hello, this is a test of a designed voice.";
 
@@ -27,18 +25,7 @@ async fn render(stack: &testkit::stack::Stack, voice: &str) -> Vec<i16> {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = eventually_within(Duration::from_secs(120), "the generation", || async {
-        let g = stack.get_json(&format!("/v1/generations/{id}")).await;
-        (g["status"] != "processing").then_some(g)
-    })
-    .await;
-    assert_eq!(done["status"], "completed", "{voice}: {done}");
-    let bytes = stack
-        .get(&format!("/v1/generations/{id}/audio"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = completed_audio(stack, &id).await;
     let mut wav = hound::WavReader::new(Cursor::new(bytes.to_vec())).unwrap();
     assert_eq!(wav.spec().sample_rate, 24_000, "{voice}: Kokoro's rate");
     wav.samples::<i16>().map(Result::unwrap).collect()

@@ -31,3 +31,20 @@ pub async fn start_stack(settings: Settings) -> Stack {
         .await
         .unwrap()
 }
+
+/// The stored audio of generation `id`, once it has completed (within
+/// 120 s).
+pub async fn completed_audio(stack: &Stack, id: &str) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got = stack.get_json(&format!("/v1/generations/{id}")).await;
+        if got["status"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let audio = stack.get(&format!("/v1/generations/{id}/audio")).await;
+    assert_eq!(audio.status().as_u16(), 200);
+    audio.bytes().await.unwrap().to_vec()
+}

@@ -3,13 +3,12 @@
 //! audio, and the request is an ordinary, charged generation.
 
 use std::io::Cursor;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use testkit::stack::Stack;
 
-use crate::helpers::{SEED, rms, settings, start_stack};
+use crate::helpers::{SEED, completed_audio, rms, settings, start_stack};
 
 async fn workspace_credits_used(stack: &Stack) -> i64 {
     let w = stack.get_json("/v1/workspace").await;
@@ -176,22 +175,6 @@ fn prose(sentences: usize) -> String {
             format!("Sentence number {i} tells a short story about the harbour and its boats. ")
         })
         .collect()
-}
-
-/// The stored audio of generation `id`, once it has completed.
-async fn completed_audio(stack: &Stack, id: &str) -> Vec<u8> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = stack.get_json(&format!("/v1/generations/{id}")).await;
-        if got["status"] == "completed" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{got}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let audio = stack.get(&format!("/v1/generations/{id}/audio")).await;
-    assert_eq!(audio.status().as_u16(), 200);
-    audio.bytes().await.unwrap().to_vec()
 }
 
 #[tokio::test]
