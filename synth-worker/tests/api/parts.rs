@@ -228,8 +228,8 @@ async fn a_part_whose_worker_died_is_rendered_again_and_no_other_part() {
 
 #[tokio::test]
 async fn a_coordinator_that_died_leaves_its_finished_parts_to_the_next_delivery() {
-    // Leases of 900 ms: the dead coordinator's claims expire quickly.
-    let (_, ctx) = worker(true, 1, 900, None).await;
+    // Leases of 1.5 s: the dead coordinator's claims expire quickly.
+    let (_, ctx) = worker(true, 1, 1_500, None).await;
     // Piper: seconds per part, so the first delivery dies half way.
     let (_, id) = generation(&ctx, shared::voices::DEFAULT_VOICE_ID, &long_text()).await;
 
@@ -254,7 +254,7 @@ async fn a_coordinator_that_died_leaves_its_finished_parts_to_the_next_delivery(
     assert_eq!(find(&ctx.db, id).await.status, "processing");
 
     // Its job is delivered again once its lease on the generation expired.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     assert_eq!(handle(&ctx, job(id, true)).await, Outcome::Ack);
 
     let row = find(&ctx.db, id).await;
