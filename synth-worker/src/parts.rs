@@ -229,12 +229,14 @@ pub async fn coordinate(
     Ok((rate.unwrap_or(render::ENGINE_RATE), pieces))
 }
 
-/// How many parts one worker renders at once: enough to keep its
-/// engines busy (a part's chunks render in parallel), no more, so the
-/// rest stays free for other workers.
+/// How many parts one worker renders at once: enough to keep the engines
+/// bulk work may use busy (a part's chunks render in parallel), no more,
+/// so the rest stays free for other workers.
 fn claimers(pool: &EnginePool, plan: &Plan, parts: &[Range<usize>]) -> usize {
     let per_part = plan.chunks.len().div_ceil(parts.len().max(1)).max(1);
-    pool.size().div_ceil(per_part).clamp(1, parts.len().max(1))
+    pool.bulk_size()
+        .div_ceil(per_part)
+        .clamp(1, parts.len().max(1))
 }
 
 /// Deletes the parts' audio once the joined file is stored (failures are

@@ -208,6 +208,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Children bulk renders may hold at once: `size` less the ones kept
     /// for interactive renders.
+    bulk: usize,
     bulk_permits: Arc<Semaphore>,
     idle: Mutex<Vec<Slot>>,
     /// The largest PCM frame accepted ([`MAX_PCM_BYTES`] unless a test
@@ -315,6 +316,7 @@ impl EnginePool {
                 args,
                 size,
                 permits: Arc::new(Semaphore::new(size)),
+                bulk,
                 bulk_permits: Arc::new(Semaphore::new(bulk)),
                 idle: Mutex::new(slots),
                 max_pcm_bytes: AtomicU32::new(MAX_PCM_BYTES),
@@ -326,6 +328,11 @@ impl EnginePool {
 
     pub fn size(&self) -> usize {
         self.inner.size
+    }
+
+    /// Children bulk renders may hold at once (`size` less the reserve).
+    pub fn bulk_size(&self) -> usize {
+        self.inner.bulk
     }
 
     /// Lowers the largest audio a render may return (tests: so that a
