@@ -115,7 +115,7 @@ pub fn encode_part(rate: u32, pieces: &[Piece]) -> Vec<u8> {
 }
 
 /// The reader of [`encode_part`]; `None` for anything else (a truncated
-/// or foreign object: the part is rendered again).
+/// or foreign object: the coordinator renders that part again).
 pub fn decode_part(bytes: &[u8]) -> Option<(u32, Vec<Piece>)> {
     struct Reader<'a>(&'a [u8]);
     impl Reader<'_> {
@@ -189,6 +189,39 @@ pub async fn coordinate(
     ask_for_help(ctx, id, count, free.saturating_sub(1)).await;
     let helpers = claimers(pool, plan, parts);
     loop {
+        render_until_done(ctx, generation, plan, pool, parts, helpers).await?;
+        // A part done but whose audio is gone or unreadable is rendered
+        // again, and only that part.
+        match read_parts(ctx, generation, count).await? {
+            Ok(read) => return Ok(read),
+            Err(missing) => {
+                tracing::warn!(
+                    ?missing,
+                    "parts done but their audio is gone; rendering them again"
+                );
+                db(ctx, move |c| {
+                    missing
+                        .iter()
+                        .try_for_each(|&part| GenerationPart::reopen(c, id, part))
+                })
+                .await?;
+            }
+        }
+    }
+}
+
+/// Claims and renders free parts, and waits for those other workers hold
+/// (taking over any whose claim expires), until every part is done.
+async fn render_until_done(
+    ctx: &State,
+    generation: &Generation,
+    plan: &Plan,
+    pool: &EnginePool,
+    parts: &[Range<usize>],
+    helpers: usize,
+) -> Result<(), JobError> {
+    let id = generation.id;
+    loop {
         let results = futures_util::future::join_all(
             (0..helpers).map(|_| claim_and_render(ctx, generation, plan, pool, parts)),
         )
@@ -201,22 +234,31 @@ pub async fn coordinate(
             return Err(stored_error(error));
         }
         if states.len() == parts.len() && states.iter().all(|s| s.done) {
-            break;
+            return Ok(());
         }
-        // Parts under other workers' live claims: wait for them, and take
-        // over any whose claim expires.
         tokio::time::sleep(POLL).await;
     }
-    let (ws, gid): (WorkspaceId, GenerationId) = (generation.workspace_id.into(), GenerationId(id));
+}
+
+/// Every part's pieces in order and the rate, or the parts whose stored
+/// audio is missing or unreadable.
+async fn read_parts(
+    ctx: &State,
+    generation: &Generation,
+    count: i32,
+) -> Result<Result<(u32, Vec<Piece>), Vec<i32>>, JobError> {
+    let (ws, gid): (WorkspaceId, GenerationId) =
+        (generation.workspace_id.into(), generation.id.into());
     let mut rate = None;
-    let mut pieces = Vec::with_capacity(plan.chunks.len());
+    let mut pieces = Vec::new();
+    let mut missing = Vec::new();
     for part in 0..count {
-        let key = part_key(ws, gid, part);
-        let bytes = get(ctx, &key).await?;
-        let Some((r, mut p)) = decode_part(&bytes) else {
-            return Err(JobError::Transient(anyhow::anyhow!(
-                "the stored audio of part {part} is unreadable"
-            )));
+        let Some((r, mut p)) = get(ctx, &part_key(ws, gid, part))
+            .await?
+            .and_then(|bytes| decode_part(&bytes))
+        else {
+            missing.push(part);
+            continue;
         };
         if *rate.get_or_insert(r) != r {
             return Err(JobError::Transient(anyhow::anyhow!(
@@ -226,7 +268,10 @@ pub async fn coordinate(
         }
         pieces.append(&mut p);
     }
-    Ok((rate.unwrap_or(render::ENGINE_RATE), pieces))
+    if !missing.is_empty() {
+        return Ok(Err(missing));
+    }
+    Ok(Ok((rate.unwrap_or(render::ENGINE_RATE), pieces)))
 }
 
 /// How many parts one worker renders at once: enough to keep the engines
@@ -409,9 +454,15 @@ fn stored_error(error: &serde_json::Value) -> JobError {
     JobError::Permanent { code, message }
 }
 
-async fn get(ctx: &State, key: &Path) -> Result<Vec<u8>, JobError> {
-    let read =
-        async { Ok::<_, object_store::Error>(ctx.store.get(key).await?.bytes().await?.to_vec()) };
+/// A part's stored audio; `None` if there is none.
+async fn get(ctx: &State, key: &Path) -> Result<Option<Vec<u8>>, JobError> {
+    let read = async {
+        match ctx.store.get(key).await {
+            Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
     read.await.map_err(|e| {
         JobError::Transient(anyhow::Error::new(e).context("Failed to read a part's audio"))
     })

@@ -118,6 +118,20 @@ impl GenerationPart {
         Ok(n == 1)
     }
 
+    /// Makes a done part free again: its stored audio is gone or
+    /// unreadable (a coordinator that died after deleting the parts'
+    /// audio but before completing the generation), so it is rendered anew.
+    pub fn reopen(conn: &mut PgConnection, generation: Uuid, part: i32) -> QueryResult<()> {
+        diesel::sql_query(
+            "UPDATE generation_parts SET done_at = NULL, lease_until = NULL \
+             WHERE generation_id = $1 AND part = $2 AND done_at IS NOT NULL",
+        )
+        .bind::<SqlUuid, _>(generation)
+        .bind::<Int4, _>(part)
+        .execute(conn)?;
+        Ok(())
+    }
+
     /// Records why the part can never render: the generation fails.
     pub fn fail(
         conn: &mut PgConnection,

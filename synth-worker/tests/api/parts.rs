@@ -268,3 +268,33 @@ async fn a_coordinator_that_died_leaves_its_finished_parts_to_the_next_delivery(
     }
     assert!(states.iter().all(|s| s.done));
 }
+
+#[tokio::test]
+async fn parts_whose_audio_is_gone_are_rendered_again() {
+    let (settings, ctx) = worker(true, 2, 15_000, None).await;
+    let (ws, id) = generation(&ctx, ESPEAK_VOICE, &long_text()).await;
+    assert_eq!(handle(&ctx, job(id, false)).await, Outcome::Ack);
+    let count = parts(&ctx, id).await.len();
+    // As if the coordinator died after deleting the parts' audio and before
+    // completing the generation: every part done, none of its audio left.
+    ctx.db
+        .run(move |c| {
+            diesel::sql_query(
+                "UPDATE generations SET status = 'processing', completed_at = NULL, \
+                 duration_ms = NULL, storage_key = NULL, lease_until = NULL WHERE id = $1",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .execute(c)
+            .map_err(anyhow::Error::from)
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(handle(&ctx, job(id, true)).await, Outcome::Ack);
+
+    let row = find(&ctx.db, id).await;
+    assert_eq!(row.status, "completed", "{:?}", row.error);
+    let attempts: Vec<i32> = parts(&ctx, id).await.iter().map(|s| s.attempts).collect();
+    assert_eq!(attempts, vec![2; count]);
+    no_part_files_left(&settings.storage.root, ws, id, count);
+}
