@@ -18,7 +18,10 @@
 //! ```
 //!
 //! Every voice of a blend is a Kokoro voice of one language (one espeak-ng
-//! voice phonemises it), none twice; the weights are normalised to sum 1.
+//! voice phonemises it: the first voice's), none twice; the weights are
+//! normalised to sum 1. American and British English count as one
+//! language here: `bf_emma+af_bella` speaks British English with a timbre
+//! of both.
 //! The stored form of a blend is canonical: pack names, the weights as
 //! given (`af_bella(2)+af_sky(1)`), so resolving it again gives exactly the
 //! same voice. A blend of one voice is that voice's id. Subtraction
@@ -144,6 +147,7 @@ pub fn resolve_in<'a>(
         }
         if let Some((first, first_name, _)) = members.first()
             && first.language != preset.language
+            && !(is_english(first.language) && is_english(preset.language))
         {
             return Err(VoiceError::MixedLanguages(
                 shown(first_name),
@@ -182,6 +186,12 @@ pub fn resolve_in<'a>(
             ..first.voice.clone()
         },
     }))
+}
+
+/// American and British English packs blend: the first voice's accent is
+/// spoken (its espeak-ng voice phonemises the text).
+fn is_english(language: &str) -> bool {
+    matches!(language, "en-US" | "en-GB")
 }
 
 fn trim(s: &str) -> &str {
@@ -399,7 +409,14 @@ mod tests {
             code(&format!("af_bella+{}", kokoro::voice_id("af_bella"))),
             "duplicate_voice"
         );
-        assert_eq!(code("af_bella+bf_emma"), "mixed_voice_languages");
+        assert_eq!(code("af_bella+ef_dora"), "mixed_voice_languages");
+        assert_eq!(code("bf_emma+ef_dora"), "mixed_voice_languages");
+        // American and British English blend; the first voice's accent is spoken.
+        let british = run("bf_emma(2)+af_bella").unwrap().unwrap();
+        assert_eq!(british.voice.espeak_voice, "en-gb");
+        assert_eq!(british.id, "bf_emma(2)+af_bella(1)");
+        let american = run("af_bella+bf_emma").unwrap().unwrap();
+        assert_eq!(american.voice.espeak_voice, "en-us");
         assert_eq!(code("af_bella+voice_8f2a1c"), "voice_not_blendable");
         assert_eq!(code("voice_8f2a1c(1)"), "voice_not_blendable");
         assert_eq!(
