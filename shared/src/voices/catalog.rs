@@ -360,6 +360,8 @@ fn catalog() -> &'static Catalog {
 pub struct Loaded {
     pub piper: usize,
     pub kokoro: usize,
+    /// Designed presets (`designed`): those whose packs are all installed.
+    pub designed: usize,
 }
 
 /// Adds the Piper voices of `dir` (see `neural`) to the catalog, once per
@@ -370,8 +372,9 @@ pub fn load_voices_dir(dir: &Path) -> Option<usize> {
     load_model_dirs(dir, None).map(|l| l.piper)
 }
 
-/// Adds the Piper voices of `piper_voices` and the Kokoro voices whose
-/// packs are in `kokoro` (`kokoro.dir`; see `kokoro`) to the catalog, once
+/// Adds the Piper voices of `piper_voices`, the Kokoro voices whose
+/// packs are in `kokoro` (`kokoro.dir`; see `kokoro`) and the designed
+/// presets over those packs (see `designed`) to the catalog, once
 /// per process and before the catalog is first read, and logs what it
 /// found: the gateway and the worker call it at start-up, so both know the
 /// same voices. `None` if the catalog was already built.
@@ -380,11 +383,15 @@ pub fn load_model_dirs(piper_voices: &Path, kokoro: Option<&Path>) -> Option<Loa
     CATALOG.get_or_init(|| {
         let mut extra = super::neural::scan(piper_voices);
         let piper = extra.len();
-        extra.extend(kokoro.map(super::kokoro::scan).unwrap_or_default());
+        let packs = kokoro.map(super::kokoro::scan).unwrap_or_default();
+        let designed = super::designed::presets_over(&packs);
         found = Some(Loaded {
             piper,
-            kokoro: extra.len() - piper,
+            kokoro: packs.len(),
+            designed: designed.len(),
         });
+        extra.extend(packs);
+        extra.extend(designed);
         Catalog::new(extra)
     });
     if let Some(l) = found {
@@ -392,6 +399,7 @@ pub fn load_model_dirs(piper_voices: &Path, kokoro: Option<&Path>) -> Option<Loa
             piper = l.piper,
             piper_dir = %piper_voices.display(),
             kokoro = l.kokoro,
+            designed = l.designed,
             kokoro_dir = %kokoro.map(|k| k.display().to_string()).unwrap_or_default(),
             "neural voices loaded"
         );
@@ -405,7 +413,8 @@ pub fn load_model_dirs(piper_voices: &Path, kokoro: Option<&Path>) -> Option<Loa
 }
 
 /// Every preset, in catalog order: the foundation's, the espeak-ng
-/// personae, then the voices of the model directories. `GET /v1/voices`
+/// personae, then the voices of the model directories (Piper, Kokoro,
+/// designed). `GET /v1/voices`
 /// lists the natural ones first, each group in this order.
 pub fn presets() -> &'static [Preset] {
     &catalog().presets
@@ -510,6 +519,24 @@ mod tests {
         // Without the Kokoro files (the process catalog here), no alias.
         assert!(lookup("af_nova").is_none());
         assert_eq!(lookup(DEFAULT_VOICE_ID).unwrap().id, DEFAULT_VOICE_ID);
+    }
+
+    #[test]
+    fn designed_presets_join_the_catalog_after_the_kokoro_ones_without_a_collision() {
+        let kokoro = super::super::kokoro::all_presets();
+        let designed = super::super::designed::presets_over(&kokoro);
+        assert!(designed.len() >= 300, "{}", designed.len());
+        let mut extra = kokoro.clone();
+        extra.extend(designed.clone());
+        let c = Catalog::new(extra);
+        assert_eq!(
+            c.presets.len(),
+            presets().len() + kokoro.len() + designed.len(),
+            "an id collides"
+        );
+        // A designed preset is a blend: no pack name is its alias.
+        assert_eq!(c.by_alias.len(), kokoro.len());
+        assert_eq!(c.presets.last().unwrap().id, designed.last().unwrap().id);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod catalog;
 pub mod cloned;
+pub mod designed;
 pub mod kokoro;
 pub mod languages;
 pub mod neural;
