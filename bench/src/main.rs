@@ -5,6 +5,7 @@
 
 mod accept;
 mod audio;
+mod catalog;
 mod keys;
 mod kokoro;
 mod lanes;
@@ -49,6 +50,10 @@ enum Benchmark {
     Engine(synth_worker::engine::server::EngineArgs),
     /// Piper neural voices: real-time factor, first-audio latency and memory, next to raw espeak-ng.
     Piper,
+    /// Chooses the designed presets (shared/src/voices/designed.tsv): blends
+    /// of English Kokoro packs, distinct by the speaker encoder and
+    /// intelligible to Whisper. Run by bench/design-catalog.
+    Catalog,
     /// Kokoro: real-time factor of one engine against onnxruntime from Python
     /// on the same token ids, first-audio latency and memory.
     Kokoro,
@@ -83,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Engine(args) => audio::serve_engine(args),
         Benchmark::Piper => piper::run().await,
         Benchmark::Kokoro => kokoro::run().await,
+        Benchmark::Catalog => catalog::run().await,
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
         Benchmark::Stream => stream::run().await,
