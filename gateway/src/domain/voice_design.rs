@@ -2,7 +2,11 @@
 //! `{"name", "description"?, "design": {"from": [{"voiceId", "weight"}, …]}}`
 //! makes a workspace voice of one to four natural (Kokoro) voices of one
 //! language, their style vectors mixed by the weights (≥ 0, normalised to
-//! sum to 1; a weight of 0 leaves its voice out). The recipe is stored
+//! sum to 1; a weight of 0 leaves its voice out). With
+//! `"design": {"gender", "accent", "description"?}` instead, the recipe is
+//! that of the designed preset (`shared::voices::designed`) of that gender
+//! and accent whose measured traits best fit the description's words,
+//! skipping those the workspace already has. The recipe is stored
 //! with the voice, so it never changes: the same recipe renders the same
 //! audio as the inline blend `voice(w)+voice(w)` would. Every field is
 //! checked here, once; the blend itself by `shared::voices::resolve`, the
@@ -12,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use shared::http::ApiError;
-use shared::voices::{self, EngineVoice};
+use shared::voices::{self, EngineVoice, designed};
 
 /// The JSON body of a designed voice.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -26,12 +30,38 @@ pub struct DesignVoiceRequest {
     pub design: Design,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Either `from` (a recipe) or `gender` and `accent` (and optionally
+/// `description`): a designed preset that fits, as a voice of the
+/// workspace.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Design {
     /// One to four natural (Kokoro) voices of one language, by id or pack
     /// name, each with its weight.
-    pub from: Vec<DesignPart>,
+    #[serde(default)]
+    pub from: Option<Vec<DesignPart>>,
+    /// `female` or `male` (with `accent`).
+    #[serde(default)]
+    #[schema(example = "female")]
+    pub gender: Option<String>,
+    /// `american` or `british` (with `gender`).
+    #[serde(default)]
+    #[schema(example = "british")]
+    pub accent: Option<String>,
+    /// Words the voice should fit, at most 500 characters: pitch (`low`,
+    /// `deep`, `high`, `bright`, …), liveliness (`calm`, `even`, `lively`,
+    /// `expressive`, …) and pace (`slow`, `unhurried`, `brisk`, `fast`, …);
+    /// other words are not measured and count for nothing.
+    #[serde(default)]
+    #[schema(example = "low, calm, unhurried")]
+    pub description: Option<String>,
+}
+
+impl Design {
+    /// Whether this is a described design (gender and accent), not a recipe.
+    pub fn is_described(&self) -> bool {
+        self.from.is_none()
+    }
 }
 
 /// One voice of a recipe and its weight.
@@ -56,14 +86,21 @@ pub struct Designed {
     pub engine: EngineVoice,
     /// The recipe by preset id, weights normalised, zero weights left out.
     pub recipe: Vec<DesignPart>,
+    /// The designed preset a described design took its recipe from.
+    pub preset: Option<String>,
 }
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_VOICES: usize = 4;
 
-/// Checks `request` (a 422 naming the field at fault for anything wrong).
-pub fn design(request: DesignVoiceRequest) -> Result<Designed, ApiError> {
+/// Checks `request` (a 422 naming the field at fault for anything wrong);
+/// `has` tells whether the workspace already has a voice of these engine
+/// parameters (a described design skips those).
+pub fn design(
+    request: DesignVoiceRequest,
+    has: impl Fn(&EngineVoice) -> bool,
+) -> Result<Designed, ApiError> {
     let name = request.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::unprocessable(
@@ -85,7 +122,17 @@ pub fn design(request: DesignVoiceRequest) -> Result<Designed, ApiError> {
         )
         .with_param("description"));
     }
-    let from = request.design.from;
+    let design = request.design;
+    let Some(from) = design.from else {
+        return described(name, description, design, has);
+    };
+    if design.gender.is_some() || design.accent.is_some() || design.description.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_design",
+            "a design is either from (voices and weights) or gender and accent (and description), not both",
+        )
+        .with_param("design"));
+    }
     if from.is_empty() || from.len() > MAX_VOICES {
         return Err(ApiError::unprocessable(
             if from.is_empty() {
@@ -182,6 +229,89 @@ pub fn design(request: DesignVoiceRequest) -> Result<Designed, ApiError> {
         gender,
         engine: resolved.voice,
         recipe,
+        preset: None,
+    })
+}
+
+/// A described design: the designed preset that fits (see the module docs).
+fn described(
+    name: String,
+    description: Option<String>,
+    design: Design,
+    has: impl Fn(&EngineVoice) -> bool,
+) -> Result<Designed, ApiError> {
+    let (Some(gender), Some(accent)) = (design.gender, design.accent) else {
+        return Err(ApiError::unprocessable(
+            "design_required",
+            "a design names from (voices and weights), or gender and accent (and a description)",
+        )
+        .with_param("design"));
+    };
+    let gender = voices::Gender::parse(gender.trim()).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_gender",
+            format!(
+                "design.gender {} is not female or male",
+                voices::resolve::shown(&gender)
+            ),
+        )
+        .with_param("design.gender")
+    })?;
+    let language = designed::designed_language(&accent).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unsupported_accent",
+            format!(
+                "design.accent {} is not one of the designed voices' accents: american or british",
+                voices::resolve::shown(&accent)
+            ),
+        )
+        .with_param("design.accent")
+    })?;
+    let words = design.description.unwrap_or_default();
+    if words.chars().count() > MAX_DESCRIPTION_CHARS || words.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_design",
+            format!("design.description is at most {MAX_DESCRIPTION_CHARS} characters, without control characters"),
+        )
+        .with_param("design.description"));
+    }
+    let offered = |d: &designed::Designed| voices::preset(&d.id).is_some();
+    let taken = |d: &designed::Designed| voices::preset(&d.id).is_some_and(|p| has(&p.voice));
+    let picked = designed::pick(language, gender, &words, offered, taken)
+        .and_then(|d| voices::preset(&d.id))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "no_matching_voice",
+                format!(
+                    "this workspace already has every designed {} {} voice installed here; design one from voices instead",
+                    designed::accent_of(language).unwrap_or(language),
+                    gender.as_str()
+                ),
+            )
+            .with_param("design")
+        })?;
+    let recipe = picked
+        .voice
+        .kokoro
+        .as_ref()
+        .map(|k| {
+            k.packs
+                .iter()
+                .map(|p| DesignPart {
+                    voice_id: voices::kokoro::voice_id(&p.name),
+                    weight: f64::from(p.weight),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Designed {
+        name,
+        description: description.or_else(|| Some(picked.description.clone())),
+        language: language.to_owned(),
+        gender: Some(gender.as_str().to_owned()),
+        engine: picked.voice.clone(),
+        recipe,
+        preset: Some(picked.id.clone()),
     })
 }
 
@@ -201,19 +331,63 @@ mod tests {
             name: "Narrator".into(),
             description: None,
             design: Design {
-                from: from
-                    .iter()
-                    .map(|&(v, w)| DesignPart {
-                        voice_id: v.into(),
-                        weight: w,
-                    })
-                    .collect(),
+                from: Some(
+                    from.iter()
+                        .map(|&(v, w)| DesignPart {
+                            voice_id: v.into(),
+                            weight: w,
+                        })
+                        .collect(),
+                ),
+                ..Design::default()
             },
         }
     }
 
     fn code(from: &[(&str, f64)]) -> String {
-        design(request(from)).unwrap_err().code.into_owned()
+        design(request(from), |_| false)
+            .unwrap_err()
+            .code
+            .into_owned()
+    }
+
+    fn described(gender: &str, accent: &str, words: &str) -> String {
+        let request = DesignVoiceRequest {
+            name: "Narrator".into(),
+            description: None,
+            design: Design {
+                gender: Some(gender.into()),
+                accent: Some(accent.into()),
+                description: Some(words.into()),
+                ..Design::default()
+            },
+        };
+        design(request, |_| false).unwrap_err().code.into_owned()
+    }
+
+    #[test]
+    fn every_bad_described_design_is_a_422() {
+        assert_eq!(described("robot", "british", ""), "invalid_gender");
+        assert_eq!(described("female", "martian", ""), "unsupported_accent");
+        assert_eq!(described("female", "british", "a\u{1}b"), "invalid_design");
+        assert_eq!(
+            described("female", "british", &"x".repeat(501)),
+            "invalid_design"
+        );
+        // The process catalog here has no Kokoro packs: nothing to pick.
+        assert_eq!(described("female", "british", "low"), "no_matching_voice");
+        let mut both = request(&[("af_bella", 1.0)]);
+        both.design.gender = Some("female".into());
+        assert_eq!(design(both, |_| false).unwrap_err().code, "invalid_design");
+        let empty = DesignVoiceRequest {
+            name: "N".into(),
+            description: None,
+            design: Design::default(),
+        };
+        assert_eq!(
+            design(empty, |_| false).unwrap_err().code,
+            "design_required"
+        );
     }
 
     #[test]
@@ -236,12 +410,15 @@ mod tests {
         assert_eq!(code(&[("x", 0.0)]), "invalid_voice_weight");
         let mut long = request(&[("x", 1.0)]);
         long.name = "n".repeat(101);
-        assert_eq!(design(long).unwrap_err().code, "invalid_name");
+        assert_eq!(design(long, |_| false).unwrap_err().code, "invalid_name");
         let mut blank = request(&[("x", 1.0)]);
         blank.name = "  ".into();
-        assert_eq!(design(blank).unwrap_err().code, "invalid_name");
+        assert_eq!(design(blank, |_| false).unwrap_err().code, "invalid_name");
         let mut bad = request(&[("x", 1.0)]);
         bad.description = Some("a\u{0}b".into());
-        assert_eq!(design(bad).unwrap_err().code, "invalid_description");
+        assert_eq!(
+            design(bad, |_| false).unwrap_err().code,
+            "invalid_description"
+        );
     }
 }

@@ -103,6 +103,14 @@ pub struct VoiceView {
     /// Whether a neural engine renders it (Piper, Kokoro): a voice that
     /// sounds like a person; espeak-ng voices and cloned voices are not.
     natural: bool,
+    /// The accent of a natural voice: `American`, `British`, `Spanish`,
+    /// `French`, `Indian`, `Italian` or `Brazilian`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "British")]
+    accent: Option<&'static str>,
+    /// Whether the voice is a blend of natural voices (`recipe`): a
+    /// designed preset of the catalog, or a designed voice of the workspace.
+    designed: bool,
     /// Cloned voices: `ready`.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
@@ -123,6 +131,25 @@ pub struct VoiceView {
 
 impl From<&Preset> for VoiceView {
     fn from(p: &Preset) -> Self {
+        let natural = p.voice.engine().is_natural();
+        // A preset of several packs is a designed one: its recipe by the
+        // packs' preset ids.
+        let recipe = p
+            .voice
+            .kokoro
+            .as_ref()
+            .filter(|k| k.packs.len() > 1)
+            .map(|k| {
+                serde_json::json!(
+                    k.packs
+                        .iter()
+                        .map(|pack| DesignPart {
+                            voice_id: voices::kokoro::voice_id(&pack.name),
+                            weight: f64::from(pack.weight),
+                        })
+                        .collect::<Vec<_>>()
+                )
+            });
         Self {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -131,11 +158,15 @@ impl From<&Preset> for VoiceView {
             gender: Some(p.gender.as_str().to_owned()),
             description: Some(p.description.clone()),
             engine: p.voice.engine(),
-            natural: p.voice.engine().is_natural(),
+            natural,
+            accent: natural
+                .then(|| voices::designed::accent_of(p.language))
+                .flatten(),
+            designed: recipe.is_some(),
             status: None,
             created_at: None,
             analysis: None,
-            recipe: None,
+            recipe,
         }
     }
 }
@@ -146,6 +177,10 @@ impl From<ClonedVoice> for VoiceView {
         // designed ones are Kokoro blends.
         let engine = v.engine_voice().map_or(EngineKind::Espeak, |e| e.engine());
         let recipe = v.params.get("design").and_then(|d| d.get("from")).cloned();
+        let accent = engine
+            .is_natural()
+            .then(|| voices::designed::accent_of(&v.language))
+            .flatten();
         Self {
             analysis: v.params.get("analysis").cloned(),
             kind: if recipe.is_some() {
@@ -161,6 +196,8 @@ impl From<ClonedVoice> for VoiceView {
             description: v.description,
             engine,
             natural: engine.is_natural(),
+            accent,
+            designed: v.params.get("design").is_some(),
             status: Some(v.status),
             created_at: Some(v.created_at),
         }
@@ -183,6 +220,11 @@ pub struct ListQuery {
     engine: Option<String>,
     /// `true`: only natural (neural) voices; `false`: only the others.
     natural: Option<bool>,
+    /// A natural voice's accent (`american`, `british`, …; any case).
+    accent: Option<String>,
+    /// `true`: only designed voices (presets and the workspace's);
+    /// `false`: only the others.
+    designed: Option<bool>,
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -205,7 +247,7 @@ fn language_matches(filter: &str, language: &str) -> bool {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of voices", body = PageView<VoiceView>),
-        (status = 400, description = "Unknown gender, type or engine, natural not true or false, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
+        (status = 400, description = "Unknown gender, type, engine or accent, natural or designed not true or false, limit out of range, a cursor not of this listing", body = ErrorEnvelope),
     ),
     security(("apiKey" = ["voices:read"]))
 )]
@@ -239,6 +281,20 @@ async fn list(
             .with_param("engine")
         })?),
     };
+    if let Some(a) = &q.accent
+        && !voices::designed::ACCENTS
+            .iter()
+            .any(|(_, accent)| accent.eq_ignore_ascii_case(a))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_accent",
+            format!(
+                "accent {} is not one of american, british, spanish, french, indian, italian, brazilian",
+                voices::resolve::shown(a)
+            ),
+        )
+        .with_param("accent"));
+    }
     let (presets, cloned) = match q.kind.as_deref() {
         None => (true, true),
         Some("preset") => (true, false),
@@ -282,6 +338,12 @@ async fn list(
         .filter(|v| q.kind.as_deref().is_none_or(|k| v.kind == k))
         .filter(|v| engine.is_none_or(|e| v.engine == e))
         .filter(|v| q.natural.is_none_or(|n| v.natural == n))
+        .filter(|v| {
+            q.accent
+                .as_deref()
+                .is_none_or(|a| v.accent.is_some_and(|va| va.eq_ignore_ascii_case(a)))
+        })
+        .filter(|v| q.designed.is_none_or(|d| v.designed == d))
         .collect();
     let start = match &q.cursor {
         None => 0,
@@ -716,7 +778,20 @@ async fn create_designed(
             format!("the JSON body is not a voice design: {e}"),
         )
     })?;
-    let designed = voice_design::design(request)?;
+    // A described design skips the recipes this workspace already has.
+    let mine: Vec<voices::EngineVoice> = if request.design.is_described() {
+        let ws = principal.workspace_id.0;
+        state
+            .db
+            .run(move |c| ClonedVoice::list_in_workspace(c, ws).map_err(DbError::from))
+            .await?
+            .iter()
+            .filter_map(ClonedVoice::engine_voice)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let designed = voice_design::design(request, |v| mine.contains(v))?;
     state.ensure_broker().await?;
     let row = ClonedVoice {
         id: cloned::new_id(),
@@ -728,7 +803,10 @@ async fn create_designed(
         status: "ready".to_owned(),
         params: serde_json::json!({
             "engine": designed.engine,
-            "design": { "from": designed.recipe },
+            "design": match &designed.preset {
+                Some(preset) => serde_json::json!({ "from": designed.recipe, "preset": preset }),
+                None => serde_json::json!({ "from": designed.recipe }),
+            },
         }),
         created_at: Utc::now(),
     };

@@ -255,3 +255,19 @@ pub async fn published_at_of_all(app: &TestApp) -> Vec<chrono::DateTime<chrono::
     })
     .await
 }
+
+/// Every voice `GET /v1/voices` lists with `query` (`&engine=kokoro`), page by page.
+pub async fn all_voices(app: &TestApp, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut path = format!("/v1/voices?limit=100{query}");
+    loop {
+        let response = app.get(&path).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let page: Value = response.json().await.unwrap();
+        out.extend(page["data"].as_array().unwrap().iter().cloned());
+        let Some(cursor) = page["nextCursor"].as_str() else {
+            return out;
+        };
+        path = format!("/v1/voices?limit=100{query}&cursor={cursor}");
+    }
+}

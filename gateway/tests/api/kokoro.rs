@@ -14,21 +14,6 @@ use shared::voices::{KokoroPack, resolve};
 
 use crate::helpers::*;
 
-async fn all_voices(app: &TestApp, query: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut path = format!("/v1/voices?limit=100{query}");
-    loop {
-        let response = app.get(&path).await;
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        let page: Value = response.json().await.unwrap();
-        out.extend(page["data"].as_array().unwrap().iter().cloned());
-        let Some(cursor) = page["nextCursor"].as_str() else {
-            return out;
-        };
-        path = format!("/v1/voices?limit=100{query}&cursor={cursor}");
-    }
-}
-
 async fn credits_used(app: &TestApp) -> i64 {
     let w: Value = app.get("/v1/workspace").await.json().await.unwrap();
     w["creditsUsed"].as_i64().unwrap()
@@ -45,7 +30,7 @@ fn generation_rows(app: &TestApp) -> i64 {
 async fn kokoro_voices_are_41_natural_presets_in_7_languages_listed_first() {
     let app = spawn_app().await;
 
-    let kokoro = all_voices(&app, "&engine=kokoro").await;
+    let kokoro = all_voices(&app, "&engine=kokoro&designed=false").await;
     assert_eq!(kokoro.len(), 41, "{kokoro:?}");
     assert!(
         kokoro
@@ -73,10 +58,18 @@ async fn kokoro_voices_are_41_natural_presets_in_7_languages_listed_first() {
             .any(|v| v["description"].as_str().unwrap().contains("jf_"))
     );
 
-    // Everything: natural voices first (Joe, then Kokoro), then the rest.
+    // Everything: natural voices first (Joe, Kokoro, the designed ones),
+    // then the rest.
     let all = all_voices(&app, "").await;
     let first_other = all.iter().position(|v| v["natural"] == false).unwrap();
-    assert_eq!(first_other, 42, "Joe and the 41 Kokoro voices come first");
+    let designed = shared::voices::designed::rows().len();
+    assert_eq!(
+        first_other,
+        42 + designed,
+        "Joe, the 41 Kokoro voices and the designed ones come first"
+    );
+    assert!(all[1..42].iter().all(|v| v["designed"] == false));
+    assert!(all[42..first_other].iter().all(|v| v["designed"] == true));
     assert_eq!(all[0]["id"], "voice_8f2a1c");
     assert!(all[first_other..].iter().all(|v| v["natural"] == false));
     assert!(all.len() > 400);
@@ -90,7 +83,11 @@ async fn kokoro_voices_are_41_natural_presets_in_7_languages_listed_first() {
             .await
             .is_empty()
     );
-    let british = all_voices(&app, "&engine=kokoro&language=en-GB&gender=male").await;
+    let british = all_voices(
+        &app,
+        "&engine=kokoro&language=en-GB&gender=male&designed=false",
+    )
+    .await;
     let names: Vec<&str> = british
         .iter()
         .map(|v| v["name"].as_str().unwrap())
@@ -223,7 +220,7 @@ async fn every_bad_voice_blend_is_a_422_naming_voice_id_that_charges_nothing() {
             format!("af_bella+{}", voice_id("af_bella")),
             "duplicate_voice",
         ),
-        ("af_bella+bf_emma".into(), "mixed_voice_languages"),
+        ("af_bella+ef_dora".into(), "mixed_voice_languages"),
         ("af_bella+voice_8f2a1c".into(), "voice_not_blendable"),
         ("af_bella+af_nobody".into(), "unknown_voice"),
         ("af_bella+jf_alpha".into(), "unknown_voice"),
