@@ -6,6 +6,7 @@
 mod app;
 mod audio;
 mod consumer;
+mod designed;
 mod engine;
 mod helpers;
 mod kokoro;
