@@ -2,7 +2,8 @@
 //! /v1/voices`, rendered by a real worker's Kokoro engine, stable (the
 //! same recipe gives the same audio, render after render, and the same as
 //! the inline blend of that recipe) and its own voice (not one of its
-//! members).
+//! members); a described design speaks exactly as the designed preset
+//! whose recipe it took.
 
 use std::io::Cursor;
 
@@ -63,4 +64,32 @@ async fn a_designed_voice_renders_the_same_audio_every_time_and_as_its_recipe_in
     );
     assert!(first == inline, "the designed voice is not its recipe");
     assert!(first != bella, "the designed voice is one of its members");
+
+    // By description: the designed preset of that accent and gender that
+    // fits, as a voice of the workspace.
+    let response = stack
+        .post(
+            "/v1/voices",
+            json!({"name": "Presenter", "design": {
+                "gender": "female", "accent": "british", "description": "bright and lively"}}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let described: Value = response.json().await.unwrap();
+    let page: Value = stack
+        .get("/v1/voices?type=preset&designed=true&accent=british&gender=female&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let preset = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["recipe"] == described["recipe"])
+        .unwrap_or_else(|| panic!("no designed preset has the recipe of {described}"));
+    let mine = render(&stack, described["id"].as_str().unwrap()).await;
+    let theirs = render(&stack, preset["id"].as_str().unwrap()).await;
+    assert!(rms(&mine) > 300.0, "silence");
+    assert!(mine == theirs, "the described design is not its preset");
 }

@@ -33,7 +33,7 @@ async fn kokoro_voices(stack: &testkit::stack::Stack) -> Vec<Value> {
     let mut voices = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = "/v1/voices?engine=kokoro&limit=100".to_owned();
+        let mut path = "/v1/voices?engine=kokoro&designed=false&limit=100".to_owned();
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
