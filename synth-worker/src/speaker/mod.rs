@@ -14,6 +14,7 @@
 //! ONNX Runtime allows one environment per process ([`environment`]):
 //! never use the encoder in an engine process, which has Piper's.
 
+pub mod clone;
 mod encoder;
 pub mod mel;
 
