@@ -6,7 +6,6 @@
 mod app;
 mod audio;
 mod consumer;
-mod designed;
 mod engine;
 mod helpers;
 mod kokoro;

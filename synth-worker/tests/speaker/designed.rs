@@ -12,11 +12,11 @@ use shared::formats::AudioFormat;
 use shared::voices::designed::{self, Designed};
 use shared::voices::{Preset, kokoro};
 use synth_worker::engine::EnginePool;
-use synth_worker::engine::server::EngineArgs;
 use synth_worker::render;
-use synth_worker::speaker::{self, Embedding, SpeakerEncoder};
+use synth_worker::speaker::clone;
+use synth_worker::speaker::{Embedding, SpeakerEncoder};
 
-use crate::helpers::*;
+use crate::engine_program;
 
 fn models() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models")
@@ -84,18 +84,9 @@ fn embed(encoder: &mut SpeakerEncoder, samples: &[i16]) -> Embedding {
 
 #[tokio::test]
 async fn the_designed_presets_with_the_nearest_recipes_are_distinct_voices_and_stable() {
-    let onnxruntime = models().join(format!("onnxruntime/{}", shared::settings::ONNXRUNTIME_LIB));
-    let args = EngineArgs {
-        onnxruntime: Some(onnxruntime.clone()),
-        threads: 1,
-        kokoro: Some(models().join("kokoro")),
-        kokoro_batch_tokens: None,
-    };
-    let pool = EnginePool::start_with_args(engine_program(), args.to_args(), 2)
+    let (pool, mut encoder) = clone::kokoro_rig(engine_program(), &models(), 2)
         .await
         .unwrap();
-    let mut encoder =
-        SpeakerEncoder::load(&onnxruntime, &models().join(speaker::MODEL_FILE), 1).unwrap();
     let (a, b) = nearest_recipes();
     let (a, b) = (preset(a), preset(b));
 
