@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 use shared::formats::AudioFormat;
 use shared::voices::{EngineVoice, KokoroPack, analysis, designed, kokoro};
 use synth_worker::engine::EnginePool;
-use synth_worker::engine::server::EngineArgs;
 use synth_worker::render;
+use synth_worker::speaker::clone;
 use synth_worker::speaker::{Embedding, SpeakerEncoder};
 
 use crate::report;
@@ -134,21 +134,8 @@ impl Renderer {
             .create(true)
             .append(true)
             .open(&path)?;
-        let onnxruntime =
-            models().join(format!("onnxruntime/{}", shared::settings::ONNXRUNTIME_LIB));
-        let args = EngineArgs {
-            onnxruntime: Some(onnxruntime.clone()),
-            threads: 1,
-            kokoro: Some(models().join("kokoro")),
-            kokoro_batch_tokens: None,
-        };
-        let pool =
-            EnginePool::start_with_args(std::env::current_exe()?, args.to_args(), ENGINES).await?;
-        let encoder = SpeakerEncoder::load(
-            &onnxruntime,
-            &models().join(synth_worker::speaker::MODEL_FILE),
-            1,
-        )?;
+        let (pool, encoder) =
+            clone::kokoro_rig(std::env::current_exe()?, &models(), ENGINES).await?;
         Ok(Self {
             pool,
             encoder,

@@ -6,6 +6,7 @@
 mod accept;
 mod audio;
 mod catalog;
+mod clone;
 mod keys;
 mod kokoro;
 mod lanes;
@@ -54,6 +55,9 @@ enum Benchmark {
     /// of English Kokoro packs, distinct by the speaker encoder and
     /// intelligible to Whisper. Run by bench/design-catalog.
     Catalog,
+    /// Cloning onto Kokoro: similarity reached by the blend search against
+    /// the nearest preset and the plain blend, held-out presets as speakers.
+    Clone,
     /// Kokoro: real-time factor of one engine against onnxruntime from Python
     /// on the same token ids, first-audio latency and memory.
     Kokoro,
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Benchmark::Piper => piper::run().await,
         Benchmark::Kokoro => kokoro::run().await,
         Benchmark::Catalog => catalog::run().await,
+        Benchmark::Clone => clone::run().await,
         Benchmark::Keys => keys::run().await,
         Benchmark::Webhooks => webhooks::run().await,
         Benchmark::Stream => stream::run().await,
