@@ -233,6 +233,17 @@ pub fn design(
     })
 }
 
+/// The recipe of a designed preset by preset id, its weights exact.
+pub fn recipe_of(d: &designed::Designed) -> Vec<DesignPart> {
+    d.weights()
+        .into_iter()
+        .map(|(pack, weight)| DesignPart {
+            voice_id: voices::kokoro::voice_id(pack),
+            weight,
+        })
+        .collect()
+}
+
 /// A described design: the designed preset that fits (see the module docs).
 fn described(
     name: String,
@@ -290,20 +301,7 @@ fn described(
             )
             .with_param("design")
         })?;
-    let recipe = picked
-        .voice
-        .kokoro
-        .as_ref()
-        .map(|k| {
-            k.packs
-                .iter()
-                .map(|p| DesignPart {
-                    voice_id: voices::kokoro::voice_id(&p.name),
-                    weight: f64::from(p.weight),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let recipe = designed::row(&picked.id).map(recipe_of).unwrap_or_default();
     Ok(Designed {
         name,
         description: description.or_else(|| Some(picked.description.clone())),

@@ -134,22 +134,8 @@ impl From<&Preset> for VoiceView {
         let natural = p.voice.engine().is_natural();
         // A preset of several packs is a designed one: its recipe by the
         // packs' preset ids.
-        let recipe = p
-            .voice
-            .kokoro
-            .as_ref()
-            .filter(|k| k.packs.len() > 1)
-            .map(|k| {
-                serde_json::json!(
-                    k.packs
-                        .iter()
-                        .map(|pack| DesignPart {
-                            voice_id: voices::kokoro::voice_id(&pack.name),
-                            weight: f64::from(pack.weight),
-                        })
-                        .collect::<Vec<_>>()
-                )
-            });
+        let recipe =
+            voices::designed::row(&p.id).map(|d| serde_json::json!(voice_design::recipe_of(d)));
         Self {
             id: p.id.clone(),
             name: p.name.clone(),

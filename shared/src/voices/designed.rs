@@ -351,6 +351,17 @@ pub fn pick<'a>(
 }
 
 impl Designed {
+    /// The recipe's packs and their weights, normalised exactly from the
+    /// integers of the table (not from the engine's f32 weights).
+    pub fn weights(&self) -> Vec<(&str, f64)> {
+        let parts = parse_recipe(&self.recipe).unwrap_or_default();
+        let total: f64 = parts.iter().map(|(_, w)| f64::from(*w)).sum();
+        parts
+            .into_iter()
+            .map(|(p, w)| (p, f64::from(w) / total))
+            .collect()
+    }
+
     /// The traits as words, then the accent: `low, lively, brisk, British`.
     pub fn traits(&self) -> String {
         format!(
@@ -421,7 +432,15 @@ pub fn presets_over(kokoro: &[Preset]) -> Vec<Preset> {
 
 /// The row of a designed preset id.
 pub fn row(id: &str) -> Option<&'static Designed> {
-    rows().iter().find(|d| d.id == id)
+    static BY_ID: OnceLock<std::collections::HashMap<&'static str, usize>> = OnceLock::new();
+    let by_id = BY_ID.get_or_init(|| {
+        rows()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.as_str(), i))
+            .collect()
+    });
+    by_id.get(id).map(|&i| &rows()[i])
 }
 
 #[cfg(test)]
