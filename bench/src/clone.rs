@@ -78,6 +78,7 @@ pub async fn run() -> anyhow::Result<()> {
     let mut packs: HashMap<&str, Vec<(String, Embedding)>> = HashMap::new();
     let mut rows = String::new();
     let mut sums = [0f64; 5];
+    let mut at: Vec<(usize, f64)> = Vec::new();
     for target in TARGETS {
         let espeak = espeak_of(target);
         let mut searcher = Searcher::new(&pool, &mut encoder, espeak, voices_dir.clone());
@@ -115,6 +116,14 @@ pub async fn run() -> anyhow::Result<()> {
         ] {
             check.push(searcher.similarity(&packs, &reference_embedding).await?);
         }
+        for (i, (renders, packs)) in found.checkpoints.iter().enumerate() {
+            let c = f64::from(searcher.similarity(packs, &reference_embedding).await?);
+            println!("  after {renders} renders: {c:.3} on other words");
+            match at.get_mut(i) {
+                Some(slot) => slot.1 += c,
+                None => at.push((*renders, c)),
+            }
+        }
         for (s, c) in sums.iter_mut().zip(&check) {
             *s += f64::from(*c);
         }
@@ -144,6 +153,14 @@ pub async fn run() -> anyhow::Result<()> {
     }
     pool.shutdown().await;
     let n = TARGETS.len() as f64;
+    let curve = std::iter::once(format!("start (1 render) {:.3}", sums[2] / n))
+        .chain(at.iter().map(|(r, c)| format!("{r} renders {:.3}", c / n)))
+        .chain(std::iter::once(format!(
+            "after validation {:.3}",
+            sums[4] / n
+        )))
+        .collect::<Vec<_>>()
+        .join(" → ");
     let body = format!(
         "Cloning onto Kokoro by a search over blends of voice packs \
          (`synth_worker::speaker::clone`), each target an English Kokoro preset **held out** of \
@@ -156,7 +173,9 @@ pub async fn run() -> anyhow::Result<()> {
          pack, the one nearest the reference on a third text (validation). 2 Kokoro engines of one thread; seconds are the search's wall time.\n\n\
          | held out | reference | itself | nearest pack | blend of the nearest | search's best on its probe | clone (recipe) | renders | seconds |\n\
          |---|---|---|---|---|---|---|---|---|\n{rows}\
-         | **mean** | | {:.3} | {:.3} | {:.3} | {:.3} | **{:.3}** | | |\n",
+         | **mean** | | {:.3} | {:.3} | {:.3} | {:.3} | **{:.3}** | | |\n\n\
+         Similarity reached against renders spent (mean over the targets, on the other words; \
+         the search's best on its probe words at each point): {curve}.\n",
         sums[0] / n,
         sums[1] / n,
         sums[2] / n,

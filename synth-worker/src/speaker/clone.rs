@@ -48,6 +48,8 @@ pub const CHECK_TEXT: &str = shared::voices::designed::OTHER_TEXT;
 /// the search raised af_heart's probe score from 0.933 to 0.956 while its
 /// score on other words fell from 0.941 to 0.904).
 pub const VALIDATION_TEXT: &str = "Every Sunday my grandmother baked two loaves of rye bread and gave one to the neighbours. Would you mind closing the window before the storm arrives?";
+/// Renders after which [`Found::checkpoints`] keeps the best blend.
+pub const CHECKPOINTS: [usize; 3] = [10, 20, 30];
 /// Blends of the search (best probe scores first) validated at the end.
 const VALIDATED: usize = 3;
 /// Packs in a blend at most (the engine takes 8).
@@ -118,6 +120,9 @@ pub struct Found {
     pub seconds: f64,
     /// After each generation: (renders spent, best score so far).
     pub trace: Vec<(usize, f32)>,
+    /// The best blend on [`PROBE_TEXT`] once [`CHECKPOINTS`] renders
+    /// were spent (what a smaller budget would have reached).
+    pub checkpoints: Vec<(usize, Vec<KokoroPack>)>,
 }
 
 /// Renders on a pool of Kokoro engines and embeds in this process.
@@ -251,8 +256,11 @@ impl<'a> Searcher<'a> {
             .cosine(target);
         let mut renders = 1;
         let mut best = start_score;
+        let mut best_packs = start_packs.clone();
+        let mut checkpoints = Vec::new();
         if nearest_score > start_score {
             best = nearest_score;
+            best_packs = single(nearest);
             x = (0..names.len())
                 .map(|i| if i == 0 { 0.0 } else { -4.0 })
                 .collect();
@@ -283,12 +291,18 @@ impl<'a> Searcher<'a> {
                 .ok_or(CloneError::NoPacks)?;
             if score > best {
                 best = score;
+                best_packs = blends[i].clone();
                 x.clone_from(&offspring[i]);
                 sigma = (sigma * 1.3).min(3.0);
             } else {
                 sigma = (sigma * 0.8).max(0.05);
             }
             trace.push((renders, best));
+            for c in CHECKPOINTS {
+                if renders >= c && renders - lambda < c {
+                    checkpoints.push((c, best_packs.clone()));
+                }
+            }
         }
         // 4. The nearest pack, the start and the best of the search on
         // other words.
@@ -331,6 +345,7 @@ impl<'a> Searcher<'a> {
             nearest: (nearest.to_owned(), nearest_score),
             start: (start_packs, start_score),
             probe_best,
+            checkpoints,
             renders,
             seconds: started.elapsed().as_secs_f64(),
             trace,
