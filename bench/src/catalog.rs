@@ -1,6 +1,6 @@
 //! `voiceprod-bench catalog`: the reproducible script that chooses the
-//! designed presets (`shared/src/voices/designed.tsv`): blends of two or
-//! three English Kokoro voice packs, each **distinct** by the speaker
+//! designed presets (`shared/src/voices/designed.tsv`): blends of two to
+//! four English Kokoro voice packs, each **distinct** by the speaker
 //! encoder from every English preset and from every voice kept before it,
 //! and **intelligible** by Whisper tiny.en. `bench/design-catalog` runs it
 //! (it sets up Whisper's venv first).
@@ -36,7 +36,8 @@
 //! Renders are deterministic (one intra-op thread per engine), and each
 //! is cached in `.cache/catalog/renders.jsonl` by text and recipe, so a
 //! second run only renders what it has not seen. Rendering dominates:
-//! about 2 s of two engines per candidate on 2 cores.
+//! about 3 s of two engines per candidate on 2 cores (44 minutes for the
+//! 900 candidates of the table).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use shared::formats::AudioFormat;
 use shared::voices::{EngineVoice, KokoroPack, analysis, designed, kokoro};
 use synth_worker::engine::EnginePool;
+use synth_worker::engine::protocol::le_bytes_to_samples;
 use synth_worker::render;
 use synth_worker::speaker::clone;
 use synth_worker::speaker::{Embedding, SpeakerEncoder};
@@ -212,17 +214,13 @@ fn plan(text: &str, voice: &EngineVoice) -> anyhow::Result<render::Plan> {
 }
 
 /// The samples and rate of one of our WAVs (16-bit mono PCM, 44-byte header).
-pub fn pcm(wav: &[u8]) -> anyhow::Result<(Vec<i16>, u32)> {
+fn pcm(wav: &[u8]) -> anyhow::Result<(Vec<i16>, u32)> {
     anyhow::ensure!(
         wav.len() >= 44 && &wav[..4] == b"RIFF" && &wav[36..40] == b"data",
         "not a plain PCM WAV"
     );
     let rate = u32::from_le_bytes(wav[24..28].try_into()?);
-    let samples = wav[44..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    Ok((samples, rate))
+    Ok((le_bytes_to_samples(&wav[44..]), rate))
 }
 
 /// splitmix64: a tiny generator whose sequence never changes with a crate
@@ -356,6 +354,8 @@ struct Kept {
     language: &'static str,
     gender: &'static str,
     render: Render,
+    embedding: Embedding,
+    /// The highest cosine to any other voice, known once all are kept.
     nearest: f32,
 }
 
@@ -494,16 +494,11 @@ pub async fn run() -> anyhow::Result<()> {
         // Decided in draw order, so a second run keeps the same voices.
         for ((g, parts), render) in batch.into_iter().zip(rendered) {
             candidates += 1;
-            let e = render.embedding();
+            let embedding = render.embedding();
             let nearest = preset_embeddings
                 .iter()
-                .chain(
-                    kept.iter()
-                        .map(|k| k.render.embedding())
-                        .collect::<Vec<_>>()
-                        .iter(),
-                )
-                .map(|o| e.cosine(o))
+                .chain(kept.iter().map(|k| &k.embedding))
+                .map(|o| embedding.cosine(o))
                 .fold(f32::MIN, f32::max);
             let group = &mut groups[g];
             let sounds_of_its_gender = if group.gender == "female" {
@@ -519,7 +514,8 @@ pub async fn run() -> anyhow::Result<()> {
                     language: group.language,
                     gender: group.gender,
                     render,
-                    nearest,
+                    embedding,
+                    nearest: f32::NAN,
                 });
             } else {
                 group.misses += 1;
@@ -545,17 +541,15 @@ pub async fn run() -> anyhow::Result<()> {
 
     // The nearest other voice, now that all are known (the table says it).
     for i in 0..kept.len() {
-        let e = kept[i].render.embedding();
         kept[i].nearest = preset_embeddings
             .iter()
-            .cloned()
             .chain(
                 kept.iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, k)| k.render.embedding()),
+                    .map(|(_, k)| &k.embedding),
             )
-            .map(|o| e.cosine(&o))
+            .map(|o| kept[i].embedding.cosine(o))
             .fold(f32::MIN, f32::max);
     }
 
@@ -747,19 +741,15 @@ fn write_table(
         let name = names
             .get_mut(k.gender)
             .and_then(Iterator::next)
-            .context("ran out of names; add to names::FEMALE / MALE_NAMES")?;
+            .context("ran out of names; add to bench/src/catalog/names.rs")?;
         out.push_str(&format!(
             "{}\t{name}\t{}\t{}\t{}\t{}\t{}\t{:.1}\t{:.2}\t{:.2}\t{:.4}\t{:.4}\t{}\n",
             designed::id_of(&k.recipe),
             k.language,
             k.gender,
-            word(k.render.pitch_hz, p, ["low", "mid", "high"]),
-            word(k.render.spread_st(), s, ["even", "varied", "lively"]),
-            word(
-                k.render.syllables_per_second,
-                r,
-                ["unhurried", "measured", "brisk"]
-            ),
+            word(k.render.pitch_hz, p, designed::PITCH_WORDS),
+            word(k.render.spread_st(), s, designed::LIVELINESS_WORDS),
+            word(k.render.syllables_per_second, r, designed::PACE_WORDS),
             k.render.pitch_hz,
             k.render.spread_st(),
             k.render.syllables_per_second,

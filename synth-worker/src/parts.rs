@@ -155,10 +155,7 @@ pub fn decode_part(bytes: &[u8]) -> Option<(u32, Vec<Piece>)> {
         let n = usize::try_from(r.u64()?).ok()?;
         let bytes = r.0.get(..n.checked_mul(2)?)?;
         r.0 = &r.0[n * 2..];
-        let samples = bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let samples = crate::engine::protocol::le_bytes_to_samples(bytes);
         pieces.push(Piece {
             samples,
             words: marks,

@@ -1,4 +1,4 @@
-//! Designed presets: natural voices that are blends of two or three
+//! Designed presets: natural voices that are blends of two to four
 //! English Kokoro voice packs (American and British; the first pack's
 //! accent is spoken, and at least 2/3 of the weight is of the voice's
 //! gender), chosen offline by `bench/design-catalog`

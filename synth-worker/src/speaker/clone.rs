@@ -36,6 +36,7 @@ use shared::voices::{EngineVoice, KokoroPack};
 
 use super::{Embedding, EncoderError, MODEL_FILE, SpeakerEncoder};
 use crate::engine::EnginePool;
+use crate::engine::protocol::le_bytes_to_samples;
 use crate::engine::server::EngineArgs;
 use crate::render;
 
@@ -178,10 +179,7 @@ impl<'a> Searcher<'a> {
             .into_iter()
             .map(|p| {
                 let p = p.map_err(|e| CloneError::Render(e.to_string()))?;
-                Ok(p.bytes
-                    .chunks_exact(2)
-                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                    .collect())
+                Ok(le_bytes_to_samples(&p.bytes))
             })
             .collect()
     }
@@ -307,10 +305,7 @@ impl<'a> Searcher<'a> {
         // 4. The nearest pack, the start and the best of the search on
         // other words.
         seen.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let probe_best = seen
-            .first()
-            .cloned()
-            .unwrap_or_else(|| (start_packs.clone(), start_score));
+        let probe_best = (best_packs, best);
         let mut finalists: Vec<(Vec<KokoroPack>, f32)> = vec![
             (single(nearest), nearest_score),
             (start_packs.clone(), start_score),
