@@ -12,6 +12,7 @@ pub mod keys_api;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod previews;
 pub mod schema;
 pub mod server;
 pub mod settings;

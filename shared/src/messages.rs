@@ -42,6 +42,17 @@ pub enum JobMessage {
         generation_id: GenerationId,
         parts: i32,
     },
+    /// Render the preview of `voice` (`crate::previews`): `text` as
+    /// `format`, put at `key`. Not a generation: no row, no workspace,
+    /// nothing charged; a lost copy is harmless (the next request for the
+    /// preview publishes another).
+    #[serde(rename = "preview.v1", rename_all = "camelCase")]
+    PreviewV1 {
+        voice: crate::voices::EngineVoice,
+        text: String,
+        format: crate::formats::AudioFormat,
+        key: String,
+    },
 }
 
 impl JobMessage {

@@ -158,6 +158,10 @@ pub struct GatewaySettings {
     /// How long `POST /v1/audio/speech` waits for its generation before
     /// answering 504 with the generation's id (it goes on and can be fetched).
     pub speech_timeout_ms: u64,
+    /// How long a voice preview request waits for a worker to render the
+    /// preview before answering 503 `preview_pending` with `Retry-After`
+    /// (the render goes on and the next request finds it).
+    pub preview_wait_ms: u64,
     /// `POST /v1/voices` uploads read at once by this gateway; one more is
     /// refused with 503 `uploads_busy` and `Retry-After`.
     pub max_concurrent_uploads: usize,
@@ -589,6 +593,9 @@ impl Settings {
         }
         if self.gateway.speech_timeout_ms == 0 {
             return invalid("gateway.speech_timeout_ms must be at least 1");
+        }
+        if self.gateway.preview_wait_ms == 0 {
+            return invalid("gateway.preview_wait_ms must be at least 1");
         }
         for (name, plan) in &self.plans {
             if plan.credits_per_period.is_some_and(|c| c < 0) {

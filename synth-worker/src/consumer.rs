@@ -78,6 +78,17 @@ pub async fn handle_in(ctx: &State, lane: Lane, incoming: Incoming) -> Outcome {
                 .await;
             return Outcome::Ack;
         }
+        JobMessage::PreviewV1 {
+            voice,
+            text,
+            format,
+            key,
+        } => {
+            let span = tracing::info_span!("preview", key = %key);
+            return crate::preview::handle(ctx, voice, &text, format, &key)
+                .instrument(span)
+                .await;
+        }
     };
     let span = tracing::info_span!("synthesize", generation_id = %generation_id, redelivered = incoming.redelivered, redrive, lane = lane.as_str());
     let priority = match lane {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod events;
 pub mod lease;
 pub mod parts;
+pub mod preview;
 pub mod relay;
 pub mod render;
 pub mod speaker;
