@@ -110,6 +110,8 @@ pub struct IdempotencyKey(
         crate::routes::voices::create,
         crate::routes::voices::get,
         crate::routes::voices::delete,
+        crate::routes::previews::voice,
+        crate::routes::previews::recipe,
         crate::routes::usage::workspace,
         crate::routes::usage::usage,
     ),

@@ -12,6 +12,7 @@ pub mod console;
 pub mod generations;
 pub mod keys;
 pub mod openai;
+pub mod previews;
 pub mod usage;
 pub mod voices;
 pub mod webhooks;
@@ -106,6 +107,8 @@ fn register(r: &mut Routes) {
     audio::routes(r);
     webhooks::routes(r);
     keys::routes(r);
+    // Before voices: `/v1/voices/preview` is not a voice id.
+    previews::routes(r);
     voices::routes(r);
     alignment::routes(r);
     usage::routes(r);

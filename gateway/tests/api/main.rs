@@ -19,6 +19,7 @@ mod limits;
 mod listing;
 mod observability;
 mod openapi;
+mod previews;
 mod redrive;
 mod ssml;
 mod streaming;
