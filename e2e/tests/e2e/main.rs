@@ -12,4 +12,5 @@ mod kokoro;
 mod lanes;
 mod observability;
 mod openai;
+mod previews;
 mod whole_path;
