@@ -1,7 +1,8 @@
 // End-to-end tests of the web console in a real Chromium, against a running
 // stack (deploy/tests/console starts one). In order, sharing one page:
 // sign in, generate and play speech, the usage chart, keys, generations,
-// webhooks, and the messages for a revoked key and a credit limit.
+// webhooks, the messages for a revoked key and a credit limit, and voices
+// (filters, previews, designing, cloning, deleting).
 //
 //   VOICEPROD_URL, VOICEPROD_API_KEY   the stack and a key with every scope
 //   CONSOLE_ARTIFACTS                  where screenshots go
@@ -360,6 +361,245 @@ test("a webhook endpoint is added, tested, retried, edited and disabled", async 
   await page.waitForFunction(() => /disabled/.test(document.querySelector("#webhook-list").textContent));
   assert.ok(await page.isDisabled("#webhook-test"));
   await shot("12-webhook-disabled");
+});
+
+/** Every voice `GET /v1/voices` lists with `query`, page by page. */
+async function allVoices(query) {
+  const out = [];
+  let cursor = "";
+  for (;;) {
+    const got = await api("GET", `/voices?limit=100${query}${cursor ? `&cursor=${cursor}` : ""}`);
+    assert.equal(got.status, 200, JSON.stringify(got.body));
+    out.push(...got.body.data);
+    if (!got.body.nextCursor) return out;
+    cursor = got.body.nextCursor;
+  }
+}
+
+/** The ids of the rows the voices page shows. */
+const shownVoices = () => page.evaluate(() => [...document.querySelectorAll("#voices-list tbody tr")].map((r) => ({ ...r.dataset })));
+
+/**
+ * Clicks `selector` and returns the preview response it caused: status,
+ * type, cache and length (the page read the body into a blob; the browser
+ * keeps no copy for the test).
+ */
+async function previewFrom(selector, urlPart) {
+  const response = page.waitForResponse((r) => r.url().includes(urlPart) && r.request().method() === "GET", { timeout: 90_000 });
+  await page.click(selector);
+  const r = await response;
+  const headers = r.headers();
+  return { status: r.status(), type: headers["content-type"], cache: headers["x-preview-cache"], length: Number(headers["content-length"]) };
+}
+
+/** A preview fetched here with the key: status, cache and the bytes. */
+async function preview(path) {
+  const r = await fetch(`${BASE}/v1${path}`, { headers: { Authorization: `Bearer ${KEY}` } });
+  return { status: r.status, cache: r.headers.get("x-preview-cache"), body: Buffer.from(await r.arrayBuffer()) };
+}
+
+/** Waits until `audio` (a selector) plays from a blob: URL. */
+async function plays(selector) {
+  await page.waitForFunction((s) => /^blob:/.test(document.querySelector(s)?.src || ""), selector);
+  return page.evaluate(async (s) => {
+    const a = document.querySelector(s);
+    if (!Number.isFinite(a.duration) || a.duration === 0) {
+      await new Promise((r) => a.addEventListener("loadedmetadata", r, { once: true }));
+    }
+    a.currentTime = 0;
+    await a.play();
+    const start = a.currentTime;
+    await new Promise((r) => setTimeout(r, 600));
+    const now = a.currentTime;
+    a.pause();
+    return { duration: a.duration, start, now, size: Number(a.dataset.size) };
+  }, selector);
+}
+
+test("the voices page lists natural voices first, filters them and plays previews", async () => {
+  await go("voices");
+  await page.waitForFunction(() => document.querySelectorAll("#voices-list tbody tr").length > 0);
+  const first = await shownVoices();
+  assert.equal(first[0].natural, "true", "a natural voice first");
+  assert.equal(first.length, 150, "the first 150 of every voice");
+
+  // British and female: exactly what the API lists for those filters, in its order.
+  await page.selectOption("#voices-accent", "british");
+  await page.selectOption("#voices-gender", "female");
+  const expected = await allVoices("&accent=british&gender=female");
+  assert.ok(expected.length >= 4, `${expected.length} British female voices`);
+  await page.waitForFunction((n) => document.querySelectorAll("#voices-list tbody tr").length === n, expected.length);
+  const british = await shownVoices();
+  assert.ok(british.every((v) => v.accent === "British" && v.gender === "female"), JSON.stringify(british.slice(0, 3)));
+  assert.deepEqual(
+    british.map((v) => v.voiceId),
+    expected.map((v) => v.id),
+  );
+  assert.match(await page.textContent("#voices-count"), new RegExp(`^${expected.length} of \\d+ voices`));
+
+  // Emma's preview: fetched with the key, 200 MP3, played in the page.
+  const emma = "voice_e1e2da";
+  const heard = await previewFrom(`tr[data-voice-id="${emma}"] button[data-action=preview]`, `/v1/voices/${emma}/preview`);
+  assert.equal(heard.status, 200);
+  assert.equal(heard.type, "audio/mpeg");
+  assert.equal(heard.cache, "miss");
+  assert.ok(heard.length > 8_000, `a preview of ${heard.length} bytes`);
+  const played = await plays("#voices-player");
+  assert.ok(played.duration > 1, `duration ${played.duration}`);
+  assert.ok(played.now > played.start, `currentTime did not advance: ${JSON.stringify(played)}`);
+  assert.equal(played.size, heard.length, "the page played every byte");
+  assert.match(await page.textContent("#voices-playing"), /Emma/);
+  // Again: served from the store, the same clip.
+  const again = await previewFrom(`tr[data-voice-id="${emma}"] button[data-action=preview]`, `/v1/voices/${emma}/preview`);
+  assert.equal(again.cache, "hit");
+  assert.equal(again.length, heard.length);
+  const stored = await preview(`/voices/${emma}/preview`);
+  assert.equal(stored.cache, "hit");
+  assert.equal(stored.body.length, heard.length);
+  const b = stored.body;
+  assert.ok(b.subarray(0, 3).toString("latin1") === "ID3" || (b[0] === 0xff && (b[1] & 0xe0) === 0xe0), "an MP3");
+  await shot("13-voices");
+
+  // The engine and type filters, and the search.
+  await page.selectOption("#voices-accent", "");
+  await page.selectOption("#voices-gender", "");
+  await page.selectOption("#voices-engine", "espeak-ng");
+  await page.selectOption("#voices-type", "preset");
+  await page.fill("#voices-search", "german");
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#voices-list tbody tr")];
+    return rows.length > 0 && rows.every((r) => r.dataset.engine === "espeak-ng" && r.dataset.type === "preset" && r.dataset.language.startsWith("de"));
+  });
+  await page.fill("#voices-search", "");
+  await page.selectOption("#voices-engine", "");
+  await page.selectOption("#voices-type", "");
+});
+
+test("a voice is designed with sliders, previewed, saved and deleted", async () => {
+  const [bella, sky] = ["voice_ccb82c", "voice_f055e0"];
+  const name = `E2E blend ${Math.random().toString(36).slice(2, 6)}`;
+  await page.waitForSelector("#design-parts .design-part");
+  await page.fill("#design-name", name);
+  const parts = page.locator("#design-parts .design-part");
+  assert.equal(await parts.count(), 2);
+  await parts.nth(0).locator("select").selectOption(bella);
+  await parts.nth(1).locator("select").selectOption(sky);
+  // The sliders: 8 and 4, two thirds and one third.
+  for (const [i, weight] of [
+    [0, 8],
+    [1, 4],
+  ]) {
+    await parts
+      .nth(i)
+      .locator("input[type=range]")
+      .evaluate((el, w) => {
+        el.value = String(w);
+        el.dispatchEvent(new Event("input", { bubbles: true }));
+      }, weight);
+  }
+  assert.equal(await page.textContent("#design-recipe"), `${bella}(8)+${sky}(4)`);
+  assert.deepEqual(await parts.locator("output").allTextContents(), ["67%", "33%"]);
+  assert.equal(await page.textContent("#design-recipe-text"), "67% Bella + 33% Sky");
+
+  const blend = await previewFrom("#design-preview", "/v1/voices/preview?recipe=");
+  assert.equal(blend.status, 200);
+  assert.equal(blend.type, "audio/mpeg");
+  assert.ok(blend.length > 8_000, `a preview of ${blend.length} bytes`);
+  const played = await plays("#design-player");
+  assert.ok(played.now > played.start, JSON.stringify(played));
+  assert.equal(played.size, blend.length);
+  await shot("14-voice-design");
+
+  await page.click("#design-save");
+  await page.waitForSelector("#design-result.ok[data-voice-id]");
+  const id = await page.getAttribute("#design-result", "data-voice-id");
+  const row = page.locator(`tr[data-voice-id="${id}"]`);
+  await row.waitFor();
+  assert.match(await row.textContent(), new RegExp(name));
+  assert.equal(await row.locator(".recipe").textContent(), "67% Bella + 33% Sky");
+  const saved = await api("GET", `/voices/${id}`);
+  assert.equal(saved.body.type, "designed");
+  assert.deepEqual(
+    saved.body.recipe.map((p) => [p.voiceId, Math.round(p.weight * 1000)]),
+    [
+      [bella, 667],
+      [sky, 333],
+    ],
+  );
+  // The saved voice is the blend: its preview is the one just rendered.
+  const same = await previewFrom(`tr[data-voice-id="${id}"] button[data-action=preview]`, `/v1/voices/${id}/preview`);
+  assert.equal(same.status, 200);
+  assert.equal(same.cache, "hit");
+  assert.equal(same.length, blend.length);
+  const [ofVoice, ofRecipe] = [await preview(`/voices/${id}/preview`), await preview(`/voices/preview?recipe=${bella}(8)%2B${sky}(4)`)];
+  assert.equal(ofRecipe.cache, "hit");
+  assert.ok(ofVoice.body.equals(ofRecipe.body), "one recipe, one preview");
+  await shot("15-voice-designed");
+
+  await row.locator("button[data-action=delete]").click();
+  await page.waitForSelector("dialog.modal");
+  assert.match(await page.textContent("dialog.modal"), /cannot be undone/);
+  await page.click("dialog.modal button[value=ok]");
+  await page.waitForFunction((vid) => !document.querySelector(`tr[data-voice-id="${vid}"]`), id);
+  assert.equal((await api("GET", `/voices/${id}`)).status, 404);
+});
+
+test("a voice is cloned from an uploaded WAV and followed until ready", async () => {
+  // A sample of over 10 s of speech: generated through the API, downloaded.
+  const g = await generate(
+    "A recording for cloning: my voice reads a few plain sentences at an even pace. " +
+      "The weather was mild this morning, and the trains ran on time. " +
+      "We counted twelve boats in the harbour before lunch, then walked home along the river.",
+  );
+  assert.ok(g.durationMs >= 10_000, `a sample of ${g.durationMs} ms`);
+  const audio = await fetch(`${BASE}/v1/generations/${g.id}/audio`, { headers: { Authorization: `Bearer ${KEY}` } });
+  assert.equal(audio.status, 200);
+  const wav = Buffer.from(await audio.arrayBuffer());
+  assert.equal(wav.subarray(0, 4).toString(), "RIFF");
+
+  await page.waitForFunction(() => document.querySelectorAll("#clone-engine option").length > 0);
+  // Whether this server clones onto Kokoro (202, then processing) or only
+  // onto espeak-ng (201, ready at once): the page handles both.
+  const onlyEspeak = (await page.getAttribute("#clone-engine", "data-only")) === "espeak-ng";
+  const engines = onlyEspeak ? ["espeak-ng"] : ["espeak-ng", "kokoro"];
+  for (const engine of engines) {
+    const name = `E2E clone ${engine} ${Math.random().toString(36).slice(2, 6)}`;
+    await page.fill("#clone-name", name);
+    await page.selectOption("#clone-language", "en-US");
+    await page.selectOption("#clone-gender", "male");
+    await page.selectOption("#clone-engine", engine);
+    await page.setInputFiles("#clone-samples", { name: "speaker.wav", mimeType: "audio/wav", buffer: wav });
+    await page.click("#clone-submit");
+    if (engine === "kokoro") {
+      await page.waitForSelector('#clone-status[data-status="processing"]', { timeout: 60_000 });
+      await shot("16-voice-cloning");
+    }
+    await page.waitForSelector('#clone-status[data-status="ready"], #clone-status[data-status="failed"], #clone-status[data-status="error"]', {
+      timeout: engine === "kokoro" ? 20 * 60_000 : 60_000,
+    });
+    const status = await page.getAttribute("#clone-status", "data-status");
+    assert.equal(status, "ready", await page.textContent("#clone-status"));
+    const id = await page.getAttribute("#clone-status", "data-voice-id");
+    const voice = (await api("GET", `/voices/${id}`)).body;
+    assert.equal(voice.status, "ready");
+    assert.equal(voice.type, "cloned");
+    assert.equal(voice.engine, engine);
+    const similarity = await page.textContent("#clone-similarity");
+    if (engine === "kokoro") {
+      assert.ok(typeof voice.similarity === "number" && voice.similarity > 0 && voice.similarity <= 1, JSON.stringify(voice));
+      assert.match(similarity, new RegExp(`^${voice.similarity.toFixed(3)}`));
+    } else {
+      assert.match(similarity, /not measured/);
+    }
+    // Listed (the list shows the new voice), and it has a preview.
+    const row = page.locator(`tr[data-voice-id="${id}"]`);
+    await row.waitFor();
+    const heard = await previewFrom(`tr[data-voice-id="${id}"] button[data-action=preview]`, `/v1/voices/${id}/preview`);
+    assert.equal(heard.status, 200);
+    assert.ok(heard.length > 8_000, `a preview of ${heard.length} bytes`);
+    await shot(`17-voice-cloned-${engine}`);
+    assert.equal((await api("DELETE", `/voices/${id}`)).status, 204);
+  }
 });
 
 test("no console error, page error or CSP violation happened", () => {

@@ -101,13 +101,16 @@ function query(params) {
  * `method path` with the key. Returns `{ data, response }`: the parsed JSON
  * (or null), or with `blob: true` the body as a Blob. Throws ApiError.
  */
-export async function request(method, path, { body, params, headers, blob, key } = {}) {
+export async function request(method, path, { body, form, params, headers, blob, key } = {}) {
   const h = new Headers(headers || {});
   h.set("Authorization", `Bearer ${key || getKey()}`);
   const init = { method, headers: h, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {
     h.set("Content-Type", "application/json");
     init.body = JSON.stringify(body);
+  } else if (form !== undefined) {
+    // multipart/form-data: the browser writes the header with its boundary.
+    init.body = form;
   }
   let response;
   try {
@@ -145,6 +148,8 @@ export async function request(method, path, { body, params, headers, blob, key }
 export const get = (path, params, key) => request("GET", path, { params, key }).then((r) => r.data);
 export const post = (path, body, headers) =>
   request("POST", path, { body, headers }).then((r) => r.data);
+/** POST a FormData as multipart/form-data: `{ data, response }`. */
+export const postForm = (path, form) => request("POST", path, { form });
 export const patch = (path, body) => request("PATCH", path, { body }).then((r) => r.data);
 export const del = (path) => request("DELETE", path).then((r) => r.data);
 
@@ -179,5 +184,17 @@ export async function audioUrl(id) {
   const { data } = await request("GET", `/generations/${encodeURIComponent(id)}/audio`, {
     blob: true,
   });
+  return { url: URL.createObjectURL(data), size: data.size, type: data.type };
+}
+
+/**
+ * The preview of a voice (`id`) or of an unsaved blend (`recipe`), fetched
+ * with the key, as a Blob URL. Not charged; the first request of a voice
+ * waits while a worker renders it (a 503 preview_pending is waited out).
+ */
+export async function previewUrl({ id, recipe }) {
+  const path = id ? `/voices/${encodeURIComponent(id)}/preview` : "/voices/preview";
+  const params = id ? undefined : { recipe };
+  const { data } = await withRetry(() => request("GET", path, { params, blob: true }), 6);
   return { url: URL.createObjectURL(data), size: data.size, type: data.type };
 }

@@ -5,12 +5,13 @@ import { ApiError, forgetKey, get, getKey, looksLikeKey, setKey, setUnauthorized
 import { clearNotices, h, mount, notify, showError } from "./ui.js";
 import { resetVoices } from "./voices.js";
 import * as playground from "./pages/playground.js";
+import * as voices from "./pages/voices.js";
 import * as usage from "./pages/usage.js";
 import * as keys from "./pages/keys.js";
 import * as generations from "./pages/generations.js";
 import * as webhooks from "./pages/webhooks.js";
 
-const PAGES = { playground, usage, keys, generations, webhooks };
+const PAGES = { playground, voices, usage, keys, generations, webhooks };
 const page = () => document.getElementById("page");
 let cleanup = null;
 let signInMessage = "";

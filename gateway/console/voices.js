@@ -38,11 +38,11 @@ export function languages(voices) {
   return [...new Set(voices.map((v) => v.language))].sort();
 }
 
-/** Matches the search text against name, language, gender, description and id. */
+/** Matches the search text against name, language, gender, description, id, engine, accent and type. */
 export function matches(voice, text) {
   const q = text.trim().toLowerCase();
   if (!q) return true;
-  const hay = [voice.name, voice.language, voice.gender, voice.description, voice.id, voice.engine, isNatural(voice) ? "natural neural" : ""]
+  const hay = [voice.name, voice.language, voice.gender, voice.description, voice.id, voice.engine, voice.accent, voice.type, isNatural(voice) ? "natural neural" : ""]
     .filter(Boolean)
     .join(" ")
     .toLowerCase();

@@ -84,6 +84,7 @@ static ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("voices.js", JS),
     asset!("pages/playground.js", JS),
+    asset!("pages/voices.js", JS),
     asset!("pages/usage.js", JS),
     asset!("pages/keys.js", JS),
     asset!("pages/generations.js", JS),
