@@ -12,4 +12,5 @@ mod kokoro;
 mod leases;
 mod neural;
 mod parts;
+mod previews;
 mod ssml;
