@@ -220,6 +220,13 @@ impl Stack {
                 "VOICEPROD__KOKORO__DIR",
                 testkit::models_dir().join("kokoro").display().to_string(),
             ),
+            (
+                "VOICEPROD__CLONING__ENCODER",
+                testkit::models_dir()
+                    .join("encoder/embedder.int8.onnx")
+                    .display()
+                    .to_string(),
+            ),
             // Two cores: one engine process per worker and per engine kind.
             ("VOICEPROD__WORKER__ENGINES", "1".to_owned()),
             ("VOICEPROD__KOKORO__ENGINES", "1".to_owned()),
@@ -440,7 +447,9 @@ impl Stack {
     /// An espeak-ng preset (not the default voice, which may move to a
     /// slower neural engine): the first other English preset.
     async fn espeak_voice(&self) -> String {
-        let voices = self.get_json("/v1/voices?language=en&limit=100").await;
+        let voices = self
+            .get_json("/v1/voices?engine=espeak-ng&language=en&limit=100")
+            .await;
         voices["data"]
             .as_array()
             .expect("voices list")

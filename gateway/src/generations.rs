@@ -181,7 +181,8 @@ pub async fn publish_job(
     }
 }
 
-/// Whether `id` is a ready cloned voice of `workspace` (for generations).
+/// Whether `id` is a ready cloned voice of `workspace` (for generations);
+/// a voice still being cloned, or whose clone failed, is a 422.
 pub async fn is_usable_cloned_voice(
     state: &State,
     workspace: WorkspaceId,
@@ -195,5 +196,18 @@ pub async fn is_usable_cloned_voice(
         .db
         .run(move |c| ClonedVoice::find_in_workspace(c, workspace.0, &id).map_err(DbError::from))
         .await?;
-    Ok(found.is_some_and(|v| v.status == "ready"))
+    match found.as_ref().map(|v| v.status.as_str()) {
+        Some("processing") => Err(ApiError::unprocessable(
+            "voice_not_ready",
+            "the voice is still being cloned; use it once GET /v1/voices/{id} says ready (or voice.ready arrives)",
+        )
+        .with_param("voiceId")),
+        Some("failed") => Err(ApiError::unprocessable(
+            "voice_failed",
+            "the voice could not be cloned (GET /v1/voices/{id} says why); delete it and clone again",
+        )
+        .with_param("voiceId")),
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
 }

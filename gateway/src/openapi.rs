@@ -120,6 +120,7 @@ pub struct IdempotencyKey(
         shared::messages::GenerationCompletedData,
         shared::messages::GenerationFailedData,
         shared::messages::VoiceReadyData,
+        shared::messages::VoiceFailedData,
         shared::messages::WebhookTestData,
     )),
     modifiers(&SecurityAddon, &CommonResponses),
@@ -302,7 +303,16 @@ fn webhooks() -> serde_json::Value {
             "GenerationFailedData",
             "A generation failed; its credits were refunded",
         ),
-        ("voice.ready", "VoiceReadyData", "A cloned voice is ready"),
+        (
+            "voice.ready",
+            "VoiceReadyData",
+            "A cloned or designed voice is ready (a clone onto Kokoro with its `similarity`)",
+        ),
+        (
+            "voice.failed",
+            "VoiceFailedData",
+            "A voice cloned onto Kokoro could not be made (`error`)",
+        ),
         (
             "webhook.test",
             "WebhookTestData",

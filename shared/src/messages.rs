@@ -42,6 +42,12 @@ pub enum JobMessage {
         generation_id: GenerationId,
         parts: i32,
     },
+    /// Clone a voice onto Kokoro: search the blend of voice packs nearest
+    /// its samples (`crate::models::voice_clone`). Only a fast path: the
+    /// voice's `voice_clones` row is the job, which the workers' scan finds
+    /// when this message is lost.
+    #[serde(rename = "clone-voice.v1", rename_all = "camelCase")]
+    CloneVoiceV1 { voice_id: String },
     /// Render the preview of `voice` (`crate::previews`): `text` as
     /// `format`, put at `key`. Not a generation: no row, no workspace,
     /// nothing charged; a lost copy is harmless (the next request for the
@@ -88,6 +94,8 @@ pub enum EventType {
     GenerationFailed,
     #[serde(rename = "voice.ready")]
     VoiceReady,
+    #[serde(rename = "voice.failed")]
+    VoiceFailed,
     #[serde(rename = "webhook.test")]
     WebhookTest,
 }
@@ -99,6 +107,7 @@ impl EventType {
             Self::GenerationCompleted => "generation.completed",
             Self::GenerationFailed => "generation.failed",
             Self::VoiceReady => "voice.ready",
+            Self::VoiceFailed => "voice.failed",
             Self::WebhookTest => "webhook.test",
         }
     }
@@ -108,6 +117,7 @@ impl EventType {
             Self::GenerationCompleted,
             Self::GenerationFailed,
             Self::VoiceReady,
+            Self::VoiceFailed,
             Self::WebhookTest,
         ]
         .into_iter()
@@ -198,6 +208,32 @@ pub struct VoiceReadyData {
     pub language: String,
     /// `ready`.
     pub status: String,
+    /// `kokoro` or `espeak-ng`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "kokoro")]
+    pub engine: Option<String>,
+    /// A voice cloned onto Kokoro: the speaker encoder's cosine between its
+    /// speech and the samples (1 is the same voice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.83)]
+    pub similarity: Option<f32>,
+}
+
+/// `data` of `voice.failed`: a voice cloned onto Kokoro that could not be
+/// made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VoiceFailedData {
+    pub id: String,
+    pub name: String,
+    /// `cloned`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub language: String,
+    /// `failed`.
+    pub status: String,
+    /// Why: `{"code", "message"}`.
+    pub error: serde_json::Value,
 }
 
 /// `data` of `webhook.test`.

@@ -127,6 +127,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    voice_clones (voice_id) {
+        voice_id -> Text,
+        samples_key -> Text,
+        samples -> Int4,
+        attempts -> Int4,
+        claimed_until -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_endpoints (id) {
         id -> Uuid,
         workspace_id -> Uuid,
@@ -187,6 +199,7 @@ diesel::joinable!(idempotency_keys -> api_keys (api_key_id));
 diesel::joinable!(idempotency_keys -> workspaces (workspace_id));
 diesel::joinable!(usage_events -> workspaces (workspace_id));
 diesel::joinable!(voices -> workspaces (workspace_id));
+diesel::joinable!(voice_clones -> voices (voice_id));
 diesel::joinable!(webhook_endpoints -> workspaces (workspace_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
@@ -200,6 +213,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     usage_events,
     voices,
+    voice_clones,
     webhook_endpoints,
     webhook_deliveries,
     webhook_attempts,

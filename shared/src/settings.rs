@@ -41,6 +41,8 @@ pub struct Settings {
     pub piper: PiperSettings,
     /// Kokoro natural voices: where the model, vocab and voice packs are.
     pub kokoro: KokoroSettings,
+    /// Cloning onto Kokoro, in the workers.
+    pub cloning: CloningSettings,
     /// The webhook dispatcher.
     pub dispatcher: DispatcherSettings,
     /// Webhook policy the gateway (registration) and the dispatcher (delivery) share.
@@ -265,6 +267,30 @@ pub struct KokoroSettings {
     /// ONNX Runtime intra-op threads per Kokoro engine process; 0 means the
     /// cores divided among the Kokoro engine processes.
     pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloningSettings {
+    /// The speaker encoder `deploy/fetch-models` installs
+    /// (`embedder.int8.onnx`); ONNX Runtime is `piper.onnxruntime`.
+    pub encoder: PathBuf,
+    /// Renders a clone's search may spend (the search stops paying after
+    /// about 10: BENCHMARKS.md, "clone").
+    pub max_renders: usize,
+    /// Seconds a clone's search may take (the search; the packs' own
+    /// renders, once per worker, and the final check come on top).
+    pub max_seconds: u64,
+    /// How long a worker's claim on a clone holds; a clone whose worker
+    /// died is taken over after it. Longer than a clone takes.
+    pub lease_ms: u64,
+    /// How often each worker looks for clones no job reached and for
+    /// finished clones whose event is unpublished.
+    pub scan_interval_ms: u64,
+    /// How old a clone must be before the scan takes it (its job should
+    /// have reached a worker by then).
+    pub scan_grace_ms: u64,
+    /// Claims a clone gets; past them it fails (`clone_failed`).
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -530,6 +556,12 @@ impl Settings {
         }
         if self.kokoro.engines == 0 {
             return invalid("kokoro.engines must be at least 1");
+        }
+        if self.cloning.max_renders == 0 || self.cloning.max_attempts < 1 {
+            return invalid("cloning.max_renders and cloning.max_attempts must be at least 1");
+        }
+        if self.cloning.lease_ms < 1000 * self.cloning.max_seconds {
+            return invalid("cloning.lease_ms must be longer than cloning.max_seconds");
         }
         if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
             return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");

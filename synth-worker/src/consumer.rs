@@ -67,6 +67,19 @@ pub async fn handle_in(ctx: &State, lane: Lane, incoming: Incoming) -> Outcome {
             redrive,
             stream_to,
         } => (generation_id, redrive, stream_to),
+        JobMessage::CloneVoiceV1 { voice_id } => {
+            let span = tracing::info_span!("clone_voice", voice_id = %voice_id);
+            // Acked whatever happens: the voice's row is the job, and the
+            // scan (`crate::cloning::scan_once`) retries what failed.
+            if let Err(e) = crate::cloning::run(ctx, &voice_id).instrument(span).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    voice_id,
+                    "clone failed for now; the scan retries it"
+                );
+            }
+            return Outcome::Ack;
+        }
         JobMessage::SynthesizePartsV1 {
             generation_id,
             parts,

@@ -4,6 +4,7 @@
 //! See README.md for the design.
 
 pub mod alignment;
+pub mod cloning;
 pub mod consumer;
 pub mod encode;
 pub mod engine;

@@ -116,6 +116,7 @@ impl Application {
             relay_grace,
             shutdown.clone(),
         ));
+        let clones = tokio::spawn(crate::cloning::scan(state.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         tracing::info!(
             drain_ms = drain.as_millis() as u64,
@@ -123,6 +124,7 @@ impl Application {
         );
         consumer.await.context("The consumer task failed")?;
         relay.await.context("The event relay task failed")?;
+        clones.await.context("The clone scan task failed")?;
         state.engines.shutdown().await;
         state.neural.shutdown().await;
         state.kokoro.shutdown().await;

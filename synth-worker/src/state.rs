@@ -24,6 +24,7 @@ use shared::settings::Settings;
 
 use shared::voices;
 
+use crate::cloning::Cloner;
 use crate::engine::EnginePool;
 use crate::engine::server::EngineArgs;
 use crate::lease::Leases;
@@ -46,6 +47,8 @@ pub struct State {
     pub leases: Leases,
     /// Which generations are rendered in parts (`crate::parts`).
     pub split: SplitSettings,
+    /// Cloning onto Kokoro: the speaker encoder and the packs' embeddings.
+    pub cloner: Cloner,
 }
 
 /// The command that installs the default voice and ONNX Runtime.
@@ -126,6 +129,15 @@ impl State {
         check_models(settings)?;
         check_kokoro(settings)?;
         voices::load_model_dirs(&settings.piper.voices_dir, Some(&settings.kokoro.dir));
+        // The encoder runs in this process (the engines are children).
+        let cloner = Cloner::load(
+            &settings.piper.onnxruntime,
+            &settings.kokoro.dir,
+            &settings.cloning,
+        )
+        .with_context(|| {
+            format!("Failed to load the speaker encoder cloning needs (run `{FETCH_COMMAND}`)")
+        })?;
         let program = engine_program(settings)?;
         let engines = EnginePool::start_reserving(
             program.clone(),
@@ -181,6 +193,7 @@ impl State {
                 min_chars: settings.worker.split_min_chars,
                 part_chars: settings.worker.part_chars,
             },
+            cloner,
         })
     }
 }

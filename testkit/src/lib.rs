@@ -134,6 +134,25 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
+/// A real person's speech: the five LibriVox clips (one male reader,
+/// 24.7 s, 16 kHz mono WAV) `deploy/fetch-models` takes from the
+/// pocketsphinx 5.1.1 sdist, each as its WAV file's bytes.
+pub fn librivox_samples() -> Vec<Vec<u8>> {
+    let dir = models_dir().join("reference/librivox");
+    ["0870", "0880", "0890", "0920", "0930"]
+        .iter()
+        .map(|clip| {
+            let path = dir.join(format!("{clip}.wav"));
+            std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{} is missing ({e}); run deploy/fetch-models",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
 /// Default settings pointed at a fresh database, a unique queue prefix,
 /// a temporary audio directory, and port 0 everywhere.
 pub fn test_settings() -> anyhow::Result<Settings> {
@@ -164,6 +183,7 @@ pub fn test_settings() -> anyhow::Result<Settings> {
     s.piper.voices_dir = models.join("voices");
     s.piper.onnxruntime = models.join("onnxruntime").join(ONNXRUNTIME_LIB);
     s.kokoro.dir = models.join("kokoro");
+    s.cloning.encoder = models.join("encoder").join("embedder.int8.onnx");
     s.dispatcher.poll_interval_ms = 100;
     // Tests deliver to a receiver on 127.0.0.1, as the dev stack does.
     s.webhooks.allowed_target_cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];

@@ -12,20 +12,30 @@
 //!   is an alias of its preset's id.
 //! - `POST /v1/voices` (`voices:write`): multipart `name`, one or more WAV
 //!   `samples` (≤ 10 MB each, ≤ 5 minutes in all), optional `language`,
-//!   `gender`, `description`. The samples are analysed at once (pitch
-//!   median and range, speaking rate) into espeak-ng parameters; the voice
-//!   is `ready` in the 201 answer and `voice.ready` is published.
+//!   `gender`, `description`, `engine`. The samples are analysed at once
+//!   (pitch median and range, speaking rate). Onto Kokoro (`engine`
+//!   `kokoro`, the default for en-US and en-GB): the samples are stored,
+//!   the voice is `processing` with a clone job (`shared::models::
+//!   voice_clone`) and the answer is 202; a worker searches the blend of
+//!   Kokoro packs nearest the speaker (`synth_worker::cloning`), then the
+//!   voice is `ready` with its `similarity` (`voice.ready`) or `failed`
+//!   (`voice.failed`), and the samples are deleted. Onto espeak-ng (the
+//!   default for other languages): the measurements become espeak-ng
+//!   parameters; the voice is `ready` in the 201 answer and `voice.ready`
+//!   is published.
 //! - `POST /v1/voices` (`voices:write`) with a JSON design
 //!   (`crate::domain::voice_design`): a blend of up to 4 natural voices
 //!   saved as a `designed` voice with its recipe; `ready` in the 201
 //!   answer, `voice.ready` published.
 //! - `DELETE /v1/voices/{id}` (`voices:write`): 204.
 //!
-//! Uploads never sit in memory: each sample is streamed to a temp file
-//! (`gateway.upload_dir`) that is unlinked the moment it is created, so it
-//! is gone when the request ends, however it ends, crash included, and it
-//! is decoded from there a chunk at a time (`analysis::decode_from`). Only
-//! the parameters are kept; the samples themselves are stored nowhere. At
+//! Uploads never sit in memory whole: each sample is streamed to a temp
+//! file (`gateway.upload_dir`) that is unlinked the moment it is created,
+//! so it is gone when the request ends, however it ends, crash included,
+//! and it is decoded from there a chunk at a time (`analysis::decode_from`).
+//! An espeak-ng clone keeps only the parameters; a Kokoro clone's samples
+//! are put in the object store one at a time for the worker, and deleted
+//! once the voice is made (or deleted). At
 //! most `gateway.max_concurrent_uploads` uploads are read at once per
 //! gateway; one more is 503 `uploads_busy` with `Retry-After`, before its
 //! body is read (a capacity of this replica, not a limit of the client);
@@ -34,8 +44,10 @@
 //!
 //! What "cloned" means on espeak-ng, a formant synthesiser: the voice
 //! follows the speaker's pitch (median), intonation range and speaking
-//! rate; it does not copy timbre, accent or voice quality. A neural engine
-//! behind the same `Engine` trait could use the same samples for more.
+//! rate; it does not copy timbre, accent or voice quality. On Kokoro it is
+//! the blend of voice packs whose speech the speaker encoder finds nearest
+//! the samples: near the speaker as far as the packs' blends reach
+//! (docs/voices-and-audio.md, "Cloning onto Kokoro").
 //!
 //! Another workspace's voice is answered exactly like a missing one.
 
@@ -49,13 +61,16 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use shared::amqp::Lane;
 use shared::db::DbError;
 use shared::http::{ApiError, ErrorEnvelope};
 use shared::ids::{MessageId, WorkspaceId};
-use shared::messages::{Event, EventMessage, EventType, VoiceReadyData};
+use shared::messages::{Event, EventMessage, EventType, JobMessage, VoiceReadyData};
+use shared::models::VoiceClone;
 use shared::voices::analysis::{self, MAX_SAMPLE_BYTES};
 use shared::voices::cloned::{self, ClonedVoice};
 use shared::voices::{self, EngineKind, Gender, Preset};
@@ -111,9 +126,20 @@ pub struct VoiceView {
     /// Whether the voice is a blend of natural voices (`recipe`): a
     /// designed preset of the catalog, or a designed voice of the workspace.
     designed: bool,
-    /// Cloned voices: `ready`.
+    /// Cloned and designed voices: `ready`; a clone onto Kokoro is
+    /// `processing` until a worker has made it, then `ready` or `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
+    /// A voice cloned onto Kokoro, once ready: the speaker encoder's cosine
+    /// between its speech and the samples (on words the search never
+    /// rendered; 1 is the same voice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.83)]
+    similarity: Option<f64>,
+    /// A clone that `failed`: why (`{"code", "message"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    error: Option<serde_json::Value>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "shared::time::serialize_opt"
@@ -150,6 +176,8 @@ impl From<&Preset> for VoiceView {
                 .flatten(),
             designed: recipe.is_some(),
             status: None,
+            similarity: None,
+            error: None,
             created_at: None,
             analysis: None,
             recipe,
@@ -159,21 +187,47 @@ impl From<&Preset> for VoiceView {
 
 impl From<ClonedVoice> for VoiceView {
     fn from(v: ClonedVoice) -> Self {
-        // Cloned voices follow the speaker with espeak-ng parameters;
-        // designed ones are Kokoro blends.
-        let engine = v.engine_voice().map_or(EngineKind::Espeak, |e| e.engine());
-        let recipe = v.params.get("design").and_then(|d| d.get("from")).cloned();
+        // Designed voices are Kokoro blends; cloned ones are Kokoro blends
+        // found by a search, or espeak-ng parameters that follow the
+        // speaker's pitch and rate.
+        let clone = v.params.get("clone");
+        let onto_kokoro = clone
+            .and_then(|c| c.get("engine"))
+            .is_some_and(|e| e == "kokoro");
+        let engine = v.engine_voice().map_or(
+            if onto_kokoro {
+                EngineKind::Kokoro
+            } else {
+                EngineKind::Espeak
+            },
+            |e| e.engine(),
+        );
+        let designed = v.params.get("design").is_some();
+        let recipe = match v.params.get("design") {
+            Some(d) => d.get("from").cloned(),
+            None => v.engine_voice().and_then(|e| e.kokoro).map(|k| {
+                serde_json::json!(
+                    k.packs
+                        .iter()
+                        .map(|p| serde_json::json!({
+                            "voiceId": voices::kokoro::voice_id(&p.name),
+                            "weight": p.weight,
+                        }))
+                        .collect::<Vec<_>>()
+                )
+            }),
+        };
         let accent = engine
             .is_natural()
             .then(|| voices::designed::accent_of(&v.language))
             .flatten();
         Self {
             analysis: v.params.get("analysis").cloned(),
-            kind: if recipe.is_some() {
-                "designed"
-            } else {
-                "cloned"
-            },
+            kind: if designed { "designed" } else { "cloned" },
+            similarity: clone
+                .and_then(|c| c.get("similarity"))
+                .and_then(serde_json::Value::as_f64),
+            error: clone.and_then(|c| c.get("error")).cloned(),
             recipe,
             id: v.id,
             name: v.name,
@@ -183,7 +237,7 @@ impl From<ClonedVoice> for VoiceView {
             engine,
             natural: engine.is_natural(),
             accent,
-            designed: v.params.get("design").is_some(),
+            designed,
             status: Some(v.status),
             created_at: Some(v.created_at),
         }
@@ -410,15 +464,34 @@ async fn delete(
         ));
     }
     let (ws, id) = (principal.workspace_id.0, path.into_inner());
-    let deleted = state
+    // A clone still being made: its samples go too (the worker making it
+    // finds the voice gone and changes nothing).
+    let (deleted, job) = state
         .db
-        .run(move |c| ClonedVoice::delete_in_workspace(c, ws, &id).map_err(DbError::from))
+        .run(move |c| delete_with_clone(c, ws, &id).map_err(DbError::from))
         .await?;
+    if let Some(job) = job {
+        delete_samples(&state, &job.samples_key, job.samples).await;
+    }
     if deleted {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found("voice"))
     }
+}
+
+/// Deletes a workspace's voice; whether it existed, and its clone job if
+/// it was still being cloned.
+fn delete_with_clone(
+    c: &mut diesel::PgConnection,
+    ws: uuid::Uuid,
+    id: &str,
+) -> diesel::QueryResult<(bool, Option<VoiceClone>)> {
+    let job = match ClonedVoice::find_in_workspace(c, ws, id)? {
+        Some(_) => VoiceClone::find(c, id)?,
+        None => None,
+    };
+    Ok((ClonedVoice::delete_in_workspace(c, ws, id)?, job))
 }
 
 /// The multipart form of `POST /v1/voices`, as documented: the parts
@@ -436,6 +509,9 @@ pub struct CloneVoiceForm {
     /// `female`, `male` or `neutral`.
     gender: Option<String>,
     description: Option<String>,
+    /// `kokoro` (English: `en-US`, `en-GB`; the default for them) or
+    /// `espeak-ng` (the default for every other language).
+    engine: Option<String>,
 }
 
 /// The multipart form as read; each sample is an unlinked temp file.
@@ -445,6 +521,7 @@ struct Form {
     language: Option<String>,
     gender: Option<String>,
     description: Option<String>,
+    engine: Option<String>,
     samples: Vec<Spooled>,
 }
 
@@ -588,6 +665,7 @@ async fn read_form(
             "language" => form.language = text(),
             "gender" => form.gender = text(),
             "description" => form.description = text(),
+            "engine" => form.engine = text(),
             other => {
                 return Err(ApiError::bad_request(
                     "unknown_field",
@@ -600,9 +678,12 @@ async fn read_form(
     Ok(form)
 }
 
-/// Clone a voice from WAV samples (pitch, intonation range and speaking
-/// rate), or design one from natural voices (JSON); it is `ready` in the
-/// answer and `voice.ready` is sent.
+/// Clone a voice from WAV samples, or design one from natural voices
+/// (JSON). A clone onto Kokoro (English, the default for en-US and en-GB)
+/// is made by the workers: 202 `processing`, then `voice.ready` (with its
+/// `similarity`) or `voice.failed`. A clone onto espeak-ng (pitch,
+/// intonation range and speaking rate) and a designed voice are `ready` in
+/// the 201 answer and `voice.ready` is sent.
 #[utoipa::path(
     post,
     path = "/v1/voices",
@@ -613,12 +694,13 @@ async fn read_form(
         (DesignVoiceRequest = "application/json"),
     )),
     responses(
-        (status = 201, description = "The cloned or designed voice, ready", body = VoiceView),
+        (status = 201, description = "The designed voice, or the voice cloned onto espeak-ng, ready", body = VoiceView),
+        (status = 202, description = "The voice cloned onto Kokoro, `processing`: a worker searches it (GET /v1/voices/{id}, `voice.ready` / `voice.failed`)", body = VoiceView),
         (status = 400, description = "A multipart or JSON body that cannot be read, an unknown or too long field", body = ErrorEnvelope),
         (status = 413, description = "A sample over 10 MB, or samples over 64 MB together", body = ErrorEnvelope),
         (status = 408, description = "The body did not arrive within `gateway.upload_timeout_secs` (`upload_timeout`)", body = ErrorEnvelope),
         (status = 415, description = "Not multipart/form-data", body = ErrorEnvelope),
-        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, more than 20 sample files (`too_many_samples`), samples that are not usable WAV or over 5 minutes; a design without voices (`design_required`), with more than 4 (`too_many_voices`), a weight below 0 or none above 0 (`invalid_voice_weight`), an unknown voice, a voice that is not Kokoro's (`voice_not_blendable`), voices of two languages (`mixed_voice_languages`), a voice twice (`duplicate_voice`)", body = ErrorEnvelope),
+        (status = 422, description = "Missing or too long name, unsupported language, unknown gender, no samples, more than 20 sample files (`too_many_samples`), samples that are not usable WAV or over 5 minutes, under 3 s of speech for Kokoro (`samples_too_short`), an engine not kokoro or espeak-ng (`invalid_engine`), kokoro with a language not en-US or en-GB (`unsupported_language`); a design without voices (`design_required`), with more than 4 (`too_many_voices`), a weight below 0 or none above 0 (`invalid_voice_weight`), an unknown voice, a voice that is not Kokoro's (`voice_not_blendable`), voices of two languages (`mixed_voice_languages`), a voice twice (`duplicate_voice`)", body = ErrorEnvelope),
         (status = 503, description = "The event queue is unavailable, or this gateway is reading as many uploads as `gateway.max_concurrent_uploads` allows (`uploads_busy`); nothing was created",
             body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -696,13 +778,30 @@ async fn create(
         )
         .with_param("samples"));
     }
-    // Refuse before any work when the event cannot be announced: 503.
-    state.ensure_broker().await?;
+    let onto = clone_engine(form.engine.as_deref(), language)?;
+    if onto == EngineKind::Espeak {
+        // Refuse before any work when the event cannot be announced: 503.
+        state.ensure_broker().await?;
+    }
     let samples = form.samples;
-    let measured = web::block(move || analyse_spooled(samples))
+    let (measured, samples) = web::block(move || analyse_spooled(samples))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()).with_param("samples"))?;
+    if onto == EngineKind::Kokoro {
+        let row = ClonedVoice {
+            id: cloned::new_id(),
+            workspace_id: principal.workspace_id.0,
+            name,
+            language: language.to_owned(),
+            gender: form.gender,
+            description: form.description,
+            status: "processing".to_owned(),
+            params: serde_json::json!({ "analysis": measured, "clone": { "engine": "kokoro" } }),
+            created_at: Utc::now(),
+        };
+        return clone_onto_kokoro(&state, row, samples, &measured).await;
+    }
     let engine = analysis::engine_voice(&measured, espeak_voice);
     let row = ClonedVoice {
         id: cloned::new_id(),
@@ -716,6 +815,111 @@ async fn create(
         created_at: Utc::now(),
     };
     insert_and_announce(&state, row).await
+}
+
+/// Seconds of voiced speech a clone onto Kokoro needs at least: the
+/// speaker encoder's embedding of less is mostly noise.
+const MIN_KOKORO_SPEECH_SECONDS: f64 = 3.0;
+
+/// The engine a clone is made for: `kokoro` (English only) or
+/// `espeak-ng`; by default Kokoro for `en-US` and `en-GB`, espeak-ng
+/// for the languages Kokoro lacks.
+fn clone_engine(asked: Option<&str>, language: &str) -> Result<EngineKind, ApiError> {
+    let english = language == "en-US" || language == "en-GB";
+    match asked {
+        None | Some("") => Ok(if english {
+            EngineKind::Kokoro
+        } else {
+            EngineKind::Espeak
+        }),
+        Some("kokoro") if english => Ok(EngineKind::Kokoro),
+        Some("kokoro") => Err(ApiError::unprocessable(
+            "unsupported_language",
+            format!(
+                "a clone onto Kokoro speaks en-US or en-GB, not {language}; clone other languages with engine espeak-ng"
+            ),
+        )
+        .with_param("language")),
+        Some("espeak-ng") => Ok(EngineKind::Espeak),
+        Some(other) => Err(ApiError::unprocessable(
+            "invalid_engine",
+            format!("engine {other:?} is not kokoro or espeak-ng"),
+        )
+        .with_param("engine")),
+    }
+}
+
+/// Stores the samples, inserts the `processing` voice with its clone job
+/// and publishes the job (a fast path: the workers' scan finds the job
+/// should the message be lost); 202 with the voice.
+async fn clone_onto_kokoro(
+    state: &State,
+    row: ClonedVoice,
+    mut samples: Vec<Spooled>,
+    measured: &analysis::Analysis,
+) -> Result<HttpResponse, ApiError> {
+    if measured.speech_seconds < MIN_KOKORO_SPEECH_SECONDS {
+        return Err(ApiError::unprocessable(
+            "samples_too_short",
+            format!(
+                "the samples hold {:.1} s of speech; cloning onto Kokoro needs at least {MIN_KOKORO_SPEECH_SECONDS} s (30 s or more clones better)",
+                measured.speech_seconds
+            ),
+        )
+        .with_param("samples"));
+    }
+    let prefix = VoiceClone::samples_prefix(&row.id);
+    let count = i32::try_from(samples.len()).map_err(ApiError::internal)?;
+    for (i, sample) in (0..count).zip(samples.iter_mut()) {
+        let bytes = read_spooled(sample).map_err(ApiError::internal)?;
+        let key = object_store::path::Path::from(VoiceClone::sample_key(&prefix, i));
+        state.store.put(&key, bytes.into()).await.map_err(|e| {
+            ApiError::internal(anyhow::Error::new(e).context("Failed to store a sample"))
+        })?;
+    }
+    let inserted = state
+        .db
+        .run(move |c| VoiceClone::insert_with_voice(c, &row, count).map_err(DbError::from))
+        .await;
+    let created = match inserted {
+        Ok(created) => created,
+        Err(e) => {
+            delete_samples(state, &prefix, count).await;
+            return Err(e.into());
+        }
+    };
+    let job = JobMessage::CloneVoiceV1 {
+        voice_id: created.id.clone(),
+    };
+    let exchange = state.publisher.broker().topology().jobs_exchange();
+    if let Err(e) = state
+        .publisher
+        .publish(&exchange, Lane::Bulk.routing_key(), &created.id, &job)
+        .await
+    {
+        tracing::warn!(error = %e, voice_id = %created.id, "clone job not published; a worker's scan takes it");
+    }
+    Ok(HttpResponse::Accepted().json(VoiceView::from(created)))
+}
+
+/// A spooled sample's bytes (at most `MAX_SAMPLE_BYTES`).
+fn read_spooled(sample: &mut Spooled) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    sample.file.rewind()?;
+    let mut bytes = Vec::with_capacity(usize::try_from(sample.len).unwrap_or(0));
+    (&sample.file).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Deletes a clone's stored samples; what fails is only logged.
+async fn delete_samples(state: &State, prefix: &str, count: i32) {
+    for i in 0..count {
+        let key = object_store::path::Path::from(VoiceClone::sample_key(prefix, i));
+        match state.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, key = %key, "sample not deleted"),
+        }
+    }
 }
 
 fn is_json(req: &HttpRequest) -> bool {
@@ -828,8 +1032,11 @@ async fn insert_and_announce(state: &State, row: ClonedVoice) -> Result<HttpResp
 }
 
 /// Checks the samples' total length from their headers, then decodes each
-/// from its spool file a buffer at a time and measures the speaker.
-fn analyse_spooled(mut samples: Vec<Spooled>) -> Result<analysis::Analysis, analysis::SampleError> {
+/// from its spool file a buffer at a time and measures the speaker; gives
+/// the samples back (a clone onto Kokoro stores them).
+fn analyse_spooled(
+    mut samples: Vec<Spooled>,
+) -> Result<(analysis::Analysis, Vec<Spooled>), analysis::SampleError> {
     let unreadable = |index: usize, e: std::io::Error| analysis::SampleError::NotWav {
         index,
         reason: e.to_string(),
@@ -850,7 +1057,7 @@ fn analyse_spooled(mut samples: Vec<Spooled>) -> Result<analysis::Analysis, anal
         s.file.rewind().map_err(|e| unreadable(i, e))?;
         decoded.push(analysis::decode_from(i, BufReader::new(&mut s.file))?);
     }
-    analysis::analyse(&decoded)
+    Ok((analysis::analyse(&decoded)?, samples))
 }
 
 /// Publishes `voice.ready` and waits for the broker's confirm.
@@ -874,6 +1081,8 @@ async fn announce_ready(
             .to_owned(),
             language: voice.language.clone(),
             status: "ready".to_owned(),
+            engine: voice.engine_voice().map(|e| e.engine().as_str().to_owned()),
+            similarity: None,
         }),
         audio_of: None,
         target_endpoint: None,

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod batching;
 mod broker;
+mod cloning;
 mod console;
 mod credits;
 mod design;

@@ -19,7 +19,7 @@ use shared::models::Generation;
 use crate::helpers::*;
 
 /// A vowel-like tone at `f0` Hz, amplitude-modulated at `syllables` per second.
-fn voiced_wav(f0: f64, syllables: f64, seconds: f64) -> Vec<u8> {
+pub fn voiced_wav(f0: f64, syllables: f64, seconds: f64) -> Vec<u8> {
     let rate = 16_000u32;
     let samples: Vec<i16> = (0..(seconds * f64::from(rate)) as usize)
         .map(|i| {
@@ -37,7 +37,7 @@ fn voiced_wav(f0: f64, syllables: f64, seconds: f64) -> Vec<u8> {
 const BOUNDARY: &str = "voiceprod-test-boundary";
 
 /// A multipart/form-data body: text fields, then `samples` files.
-fn form(fields: &[(&str, &str)], samples: &[Vec<u8>]) -> Vec<u8> {
+pub fn form(fields: &[(&str, &str)], samples: &[Vec<u8>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
@@ -61,7 +61,7 @@ fn form(fields: &[(&str, &str)], samples: &[Vec<u8>]) -> Vec<u8> {
     body
 }
 
-async fn post_voice(app: &TestApp, key: &str, body: Vec<u8>) -> reqwest::Response {
+pub async fn post_voice(app: &TestApp, key: &str, body: Vec<u8>) -> reqwest::Response {
     app.client
         .post(format!("{}/v1/voices", app.address))
         .bearer_auth(key)
@@ -235,7 +235,14 @@ async fn a_voice_cloned_from_wav_samples_is_announced_and_usable_in_its_workspac
     let response = post_voice(
         &app,
         &app.api_key,
-        form(&[("name", "Narrator"), ("language", "en-GB")], &samples),
+        form(
+            &[
+                ("name", "Narrator"),
+                ("language", "en-GB"),
+                ("engine", "espeak-ng"),
+            ],
+            &samples,
+        ),
     )
     .await;
 
@@ -269,7 +276,7 @@ async fn a_voice_cloned_from_wav_samples_is_announced_and_usable_in_its_workspac
     assert_eq!(event["event"], "voice.ready");
     assert_eq!(
         event["data"],
-        json!({"id": id, "name": "Narrator", "type": "cloned", "language": "en-GB", "status": "ready"})
+        json!({"id": id, "name": "Narrator", "type": "cloned", "language": "en-GB", "status": "ready", "engine": "espeak-ng"})
     );
 
     let listed: Value = app
@@ -552,8 +559,16 @@ async fn uploads_beyond_max_concurrent_uploads_get_503_uploads_busy_with_retry_a
     let mut settings = settings();
     settings.gateway.max_concurrent_uploads = 1;
     let app = spawn_app_with(settings).await;
-    let body = form(&[("name", "Held")], &[voiced_wav(140.0, 4.0, 2.0)]);
-    let small = || form(&[("name", "Next")], &[voiced_wav(140.0, 4.0, 2.0)]);
+    let body = form(
+        &[("name", "Held"), ("engine", "espeak-ng")],
+        &[voiced_wav(140.0, 4.0, 2.0)],
+    );
+    let small = || {
+        form(
+            &[("name", "Next"), ("engine", "espeak-ng")],
+            &[voiced_wav(140.0, 4.0, 2.0)],
+        )
+    };
 
     // One upload holds the only place while its body trickles in. Its
     // handler may start after a probe's (seconds later on a loaded 2-core
@@ -712,7 +727,10 @@ async fn a_6_x_10_mb_upload_raises_the_gateways_peak_memory_by_little() {
     let warm = post_voice(
         &app,
         &app.api_key,
-        form(&[("name", "Warm")], &[voiced_wav(140.0, 4.0, 2.0)]),
+        form(
+            &[("name", "Warm"), ("engine", "espeak-ng")],
+            &[voiced_wav(140.0, 4.0, 2.0)],
+        ),
     )
     .await;
     assert_eq!(warm.status().as_u16(), 201);
@@ -720,7 +738,12 @@ async fn a_6_x_10_mb_upload_raises_the_gateways_peak_memory_by_little() {
 
     let sample = big_wav(10_000_000);
     let samples: Vec<Vec<u8>> = (0..6).map(|_| sample.clone()).collect();
-    let response = post_voice(&app, &app.api_key, form(&[("name", "Big")], &samples)).await;
+    let response = post_voice(
+        &app,
+        &app.api_key,
+        form(&[("name", "Big"), ("engine", "espeak-ng")], &samples),
+    )
+    .await;
     assert_eq!(
         response.status().as_u16(),
         201,

@@ -6,6 +6,7 @@
 //! Needs `deploy/fetch-models`.
 
 mod clone;
+mod clone_job;
 mod designed;
 
 use std::path::PathBuf;
