@@ -4,8 +4,8 @@
 //! - `GET /v1/voices/{id}/preview` (`voices:read`): any voice
 //!   `GET /v1/voices/{id}` shows (presets, and this workspace's designed
 //!   and cloned voices once `ready`; another workspace's is a 404 as
-//!   there; one still `processing` is 409 `voice_not_ready`, a `failed`
-//!   one 409 `voice_failed`).
+//!   there; one still `processing` is 422 `voice_not_ready`, a `failed`
+//!   one 422 `voice_failed`, as for generations).
 //! - `GET /v1/voices/preview?recipe=af_bella(2)+af_sky(1)` (`voices:read`):
 //!   an unsaved blend (or any catalog voice) in the syntax
 //!   `shared::voices::resolve` takes for generations. A `+` in the query
@@ -120,7 +120,7 @@ fn format_of(format: Option<&str>) -> Result<AudioFormat, ApiError> {
         )),
         (status = 400, description = "A format other than mp3 or wav (`invalid_format`)", body = ErrorEnvelope),
         (status = 404, description = "No such voice (presets, and this workspace's voices)", body = ErrorEnvelope),
-        (status = 409, description = "A voice of the workspace still processing (`voice_not_ready`) or failed (`voice_failed`)", body = ErrorEnvelope),
+        (status = 422, description = "A voice of the workspace still processing (`voice_not_ready`) or failed (`voice_failed`)", body = ErrorEnvelope),
         (status = 502, description = "The worker cannot render this voice (`preview_failed`)", body = ErrorEnvelope),
         (status = 503, description = "Not rendered within `gateway.preview_wait_ms` (`preview_pending`: it goes on, ask again), or the job queue or store is down", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -221,15 +221,13 @@ async fn engine_voice_of(
     match row.status.as_str() {
         "ready" => {}
         "failed" => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(ApiError::unprocessable(
                 "voice_failed",
-                format!("voice {id} failed and has no preview"),
+                format!("voice {id} could not be cloned and has no preview"),
             ));
         }
         other => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(ApiError::unprocessable(
                 "voice_not_ready",
                 format!("voice {id} is {other}; its preview exists once it is ready"),
             ));

@@ -316,9 +316,9 @@ async fn a_workspace_voice_has_a_preview_only_once_ready_and_only_for_its_worksp
     };
 
     set_status("processing");
-    assert_error(app.get(&path).await, 409, "voice_not_ready").await;
+    assert_error(app.get(&path).await, 422, "voice_not_ready").await;
     set_status("failed");
-    assert_error(app.get(&path).await, 409, "voice_failed").await;
+    assert_error(app.get(&path).await, 422, "voice_failed").await;
     assert_eq!(interactive_jobs(&app).await, 0);
 
     set_status("ready");
