@@ -280,8 +280,9 @@ pub struct CloningSettings {
     /// Seconds a clone's search may take (the search; the packs' own
     /// renders, once per worker, and the final check come on top).
     pub max_seconds: u64,
-    /// How long a worker's claim on a clone holds; a clone whose worker
-    /// died is taken over after it. Longer than a clone takes.
+    /// How long a worker's claim on a clone holds without renewal (it is
+    /// renewed every third of that while the search runs); a clone whose
+    /// worker died is taken over after it.
     pub lease_ms: u64,
     /// How often each worker looks for clones no job reached and for
     /// finished clones whose event is unpublished.
@@ -560,8 +561,8 @@ impl Settings {
         if self.cloning.max_renders == 0 || self.cloning.max_attempts < 1 {
             return invalid("cloning.max_renders and cloning.max_attempts must be at least 1");
         }
-        if self.cloning.lease_ms < 1000 * self.cloning.max_seconds {
-            return invalid("cloning.lease_ms must be longer than cloning.max_seconds");
+        if self.cloning.lease_ms < 3000 {
+            return invalid("cloning.lease_ms must be at least 3000");
         }
         if self.dispatcher.concurrency == 0 || self.dispatcher.batch_size <= 0 {
             return invalid("dispatcher.concurrency and dispatcher.batch_size must be positive");

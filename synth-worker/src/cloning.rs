@@ -151,7 +151,13 @@ pub async fn run(ctx: &State, voice_id: &str) -> anyhow::Result<()> {
             ),
         }))
     } else {
-        clone(ctx, &voice, &job).await
+        // The claim is renewed while the search runs: a clone slowed down
+        // by a busy machine is not taken over by another worker.
+        let renewing = renew_until_done(ctx, voice_id, lease);
+        tokio::select! {
+            outcome = clone(ctx, &voice, &job) => outcome,
+            () = renewing => unreachable_renewal(),
+        }
     };
     let mut params = voice.params.clone();
     let status = match outcome {
@@ -209,6 +215,37 @@ pub async fn run(ctx: &State, voice_id: &str) -> anyhow::Result<()> {
     }
     settle(ctx, &job).await;
     Ok(())
+}
+
+/// Renews the claim on `voice_id` every third of `lease_ms`; never ends.
+async fn renew_until_done(ctx: &State, voice_id: &str, lease_ms: i64) {
+    let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let id = voice_id.to_owned();
+        match ctx
+            .db
+            .run(move |c| VoiceClone::renew(c, &id, lease_ms).map_err(anyhow::Error::from))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(voice_id, "clone finished or deleted meanwhile"),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    voice_id,
+                    "clone claim not renewed"
+                )
+            }
+        }
+    }
+}
+
+/// What `select!` needs of the arm that never completes.
+fn unreachable_renewal() -> Result<Cloned, Failure> {
+    Err(Failure::Transient(anyhow::anyhow!(
+        "the claim renewal stopped"
+    )))
 }
 
 /// Deletes a finished clone's samples, publishes its voice's event and

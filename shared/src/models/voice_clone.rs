@@ -120,6 +120,19 @@ impl VoiceClone {
         })
     }
 
+    /// Extends a live claim on an unfinished clone to `lease_ms` from now
+    /// (the worker searching it renews it every third of that).
+    pub fn renew(conn: &mut PgConnection, voice_id: &str, lease_ms: i64) -> QueryResult<bool> {
+        let n = diesel::sql_query(
+            "UPDATE voice_clones SET claimed_until = now() + make_interval(secs => $2::float8 / 1000) \
+             WHERE voice_id = $1 AND finished_at IS NULL",
+        )
+        .bind::<Text, _>(voice_id)
+        .bind::<BigInt, _>(lease_ms)
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
     /// Gives a claim back at once (a transient failure): the next scan or
     /// job takes it.
     pub fn release(conn: &mut PgConnection, voice_id: &str) -> QueryResult<()> {
