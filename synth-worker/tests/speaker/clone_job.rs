@@ -5,7 +5,7 @@
 //!   job: the voice becomes `ready` with a recipe of Kokoro packs and a
 //!   similarity above the nearest pack's, `voice.ready` carries it, the
 //!   samples and the job row are gone, and a second copy of the job
-//!   changes nothing.
+//!   changes nothing; the claim, renewed, holds for the whole search.
 //! - The scan finds a clone no job reached; a clone without its samples,
 //!   and one past its attempts, fail with `voice.failed`.
 
@@ -30,6 +30,8 @@ async fn worker() -> State {
         s.worker.engines = 1;
         s.worker.engine_program = Some(engine_program());
         s.cloning.max_renders = 8;
+        // Far shorter than a clone: only the renewal keeps the claim.
+        s.cloning.lease_ms = 3_000;
         s
     })
     .await
@@ -168,8 +170,22 @@ async fn a_real_person_is_cloned_by_a_job_nearer_than_the_nearest_pack_and_annou
     let id = processing_voice(&ctx, &samples).await;
 
     let started = std::time::Instant::now();
-    let outcome = synth_worker::consumer::handle(&ctx, clone_job(&id)).await;
+    // Twice the lease into the search, another worker cannot claim it.
+    let takeover = async {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let id = id.clone();
+        ctx.db
+            .run(move |c| VoiceClone::claim(c, &id, 3_000).map_err(anyhow::Error::from))
+            .await
+            .unwrap()
+            .is_some()
+    };
+    let (outcome, taken_over) = tokio::join!(
+        synth_worker::consumer::handle(&ctx, clone_job(&id)),
+        takeover
+    );
     assert!(matches!(outcome, Outcome::Ack));
+    assert!(!taken_over, "the claim lapsed while the search ran");
     let seconds = started.elapsed().as_secs_f64();
 
     let made = voice(&ctx, &id).await;
