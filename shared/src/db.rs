@@ -64,6 +64,18 @@ pub fn is_connection_lost(e: &diesel::result::Error) -> bool {
     )
 }
 
+/// Whether PostgreSQL refused a value for a NUL character (`\u0000`),
+/// which neither `text` nor `jsonb` can hold: the client's to fix.
+pub fn is_nul_refused(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("0x00") || m.contains("\\u0000")
+        }
+        _ => false,
+    }
+}
+
 impl From<DbError> for crate::http::ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
@@ -71,6 +83,12 @@ impl From<DbError> for crate::http::ApiError {
                 "database_unavailable",
                 "the database is unavailable; nothing was changed, try again",
                 e,
+            )
+        } else if matches!(&e, DbError::Query(q) if is_nul_refused(q)) {
+            // A field that no check of its own caught: refused as a whole.
+            crate::http::ApiError::unprocessable(
+                "invalid_text",
+                "a text field holds a NUL character (\\u0000), which is not accepted; nothing was changed",
             )
         } else {
             crate::http::ApiError::internal(e)

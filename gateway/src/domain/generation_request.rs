@@ -125,9 +125,21 @@ impl CreateGeneration {
                 )
                 .with_param("metadata"));
             }
-            let size = serde_json::to_vec(metadata)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
+            let encoded = serde_json::to_vec(metadata).unwrap_or_default();
+            // PostgreSQL's jsonb cannot hold NUL: refused here, before it
+            // could fail the group commit the request joins.
+            if encoded.windows(6).any(|w| w == b"\\u0000") {
+                return Err(ApiError::bad_request(
+                    "invalid_metadata",
+                    "metadata holds a NUL character (\\u0000), which is not accepted",
+                )
+                .with_param("metadata"));
+            }
+            let size = if encoded.is_empty() {
+                usize::MAX
+            } else {
+                encoded.len()
+            };
             if size > MAX_METADATA_BYTES {
                 return Err(ApiError::bad_request(
                     "metadata_too_large",

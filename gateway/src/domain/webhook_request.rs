@@ -144,6 +144,16 @@ fn valid_description(raw: Option<String>) -> Result<Option<String>, ApiError> {
         )
         .with_param("description"));
     }
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().any(|c| c.is_control() && c != '\n' && c != '\t'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "description holds a control character (NUL, escape, …)",
+        )
+        .with_param("description"));
+    }
     Ok(description)
 }
 

@@ -745,12 +745,26 @@ async fn create(
                 ),
             )
         })??;
+    if form
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 500 || d.chars().any(char::is_control))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_description",
+            "description is at most 500 characters, without control characters",
+        )
+        .with_param("description"));
+    }
     let name = form
         .name
-        .filter(|n| !n.is_empty() && n.chars().count() <= 100)
+        .filter(|n| !n.is_empty() && n.chars().count() <= 100 && !n.chars().any(char::is_control))
         .ok_or_else(|| {
-            ApiError::unprocessable("invalid_name", "name is required, 1 to 100 characters")
-                .with_param("name")
+            ApiError::unprocessable(
+                "invalid_name",
+                "name is required, 1 to 100 characters, without control characters",
+            )
+            .with_param("name")
         })?;
     let requested = form.language.as_deref().unwrap_or("en-US");
     let (espeak_voice, language) = voices::espeak_voice_for(requested).ok_or_else(|| {

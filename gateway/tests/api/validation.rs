@@ -80,6 +80,11 @@ async fn bad_parameters_are_400_naming_the_parameter() {
             "metadata_too_large",
             "metadata",
         ),
+        (
+            json!({"text": "hi", "voiceId": SEED_VOICE, "metadata": {"k\u{0}": "a\u{0}b"}}),
+            "invalid_metadata",
+            "metadata",
+        ),
     ];
     for (body, code, param) in cases {
         let response = app.post_generation(&body).await;

@@ -376,6 +376,31 @@ async fn unusable_samples_are_refused_with_clear_codes() {
         post_voice(
             &app,
             &app.api_key,
+            form(&[("name", "a\u{0}b")], std::slice::from_ref(&good)),
+        )
+        .await,
+        422,
+        "invalid_name",
+    )
+    .await;
+    assert_error(
+        post_voice(
+            &app,
+            &app.api_key,
+            form(
+                &[("name", "x"), ("description", "a\u{1b}[31m")],
+                std::slice::from_ref(&good),
+            ),
+        )
+        .await,
+        422,
+        "invalid_description",
+    )
+    .await;
+    assert_error(
+        post_voice(
+            &app,
+            &app.api_key,
             form(
                 &[("name", "x"), ("language", "xx-YY")],
                 std::slice::from_ref(&good),

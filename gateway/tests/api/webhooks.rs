@@ -271,6 +271,7 @@ async fn bad_inputs_are_400_in_the_envelope_and_change_nothing() {
             json!({"description": "x".repeat(501)}),
             "invalid_description",
         ),
+        (json!({"description": "a\u{0}b"}), "invalid_description"),
         (json!({"enabled": "yes"}), "invalid_json"),
         (json!({"secret": "whsec_mine"}), "invalid_json"),
     ] {
