@@ -251,7 +251,7 @@ fn unreachable_renewal() -> Result<Cloned, Failure> {
 /// Deletes a finished clone's samples, publishes its voice's event and
 /// forgets the row; what fails is left for the next scan.
 async fn settle(ctx: &State, job: &VoiceClone) {
-    delete_samples(ctx, job).await;
+    VoiceClone::delete_samples(ctx.store.as_ref(), &job.samples_key, job.samples).await;
     let id = job.voice_id.clone();
     let voice = ctx
         .db
@@ -293,18 +293,6 @@ async fn settle(ctx: &State, job: &VoiceClone) {
             error = format!("{e:#}"),
             "clone row not deleted; the scan retries"
         );
-    }
-}
-
-/// Deletes a clone's samples (the samples are kept only while the voice
-/// is being made); a failure is logged, the next settle retries.
-pub async fn delete_samples(ctx: &State, job: &VoiceClone) {
-    for i in 0..job.samples {
-        let key = object_store::path::Path::from(VoiceClone::sample_key(&job.samples_key, i));
-        match ctx.store.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, key = %key, "sample not deleted"),
-        }
     }
 }
 

@@ -471,7 +471,7 @@ async fn delete(
         .run(move |c| delete_with_clone(c, ws, &id).map_err(DbError::from))
         .await?;
     if let Some(job) = job {
-        delete_samples(&state, &job.samples_key, job.samples).await;
+        VoiceClone::delete_samples(state.store.as_ref(), &job.samples_key, job.samples).await;
     }
     if deleted {
         Ok(HttpResponse::NoContent().finish())
@@ -802,21 +802,17 @@ async fn create(
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()).with_param("samples"))?;
-    if onto == EngineKind::Kokoro {
-        let row = ClonedVoice {
-            id: cloned::new_id(),
-            workspace_id: principal.workspace_id.0,
-            name,
-            language: language.to_owned(),
-            gender: form.gender,
-            description: form.description,
-            status: "processing".to_owned(),
-            params: serde_json::json!({ "analysis": measured, "clone": { "engine": "kokoro" } }),
-            created_at: Utc::now(),
-        };
-        return clone_onto_kokoro(&state, row, samples, &measured).await;
-    }
-    let engine = analysis::engine_voice(&measured, espeak_voice);
+    let kokoro = onto == EngineKind::Kokoro;
+    let (status, params) = if kokoro {
+        let params = serde_json::json!({ "analysis": measured, "clone": { "engine": "kokoro" } });
+        ("processing", params)
+    } else {
+        let engine = analysis::engine_voice(&measured, espeak_voice);
+        (
+            "ready",
+            serde_json::json!({ "engine": engine, "analysis": measured }),
+        )
+    };
     let row = ClonedVoice {
         id: cloned::new_id(),
         workspace_id: principal.workspace_id.0,
@@ -824,10 +820,13 @@ async fn create(
         language: language.to_owned(),
         gender: form.gender,
         description: form.description,
-        status: "ready".to_owned(),
-        params: serde_json::json!({ "engine": engine, "analysis": measured }),
+        status: status.to_owned(),
+        params,
         created_at: Utc::now(),
     };
+    if kokoro {
+        return clone_onto_kokoro(&state, row, samples, &measured).await;
+    }
     insert_and_announce(&state, row).await
 }
 
@@ -898,7 +897,7 @@ async fn clone_onto_kokoro(
     let created = match inserted {
         Ok(created) => created,
         Err(e) => {
-            delete_samples(state, &prefix, count).await;
+            VoiceClone::delete_samples(state.store.as_ref(), &prefix, count).await;
             return Err(e.into());
         }
     };
@@ -923,17 +922,6 @@ fn read_spooled(sample: &mut Spooled) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(usize::try_from(sample.len).unwrap_or(0));
     (&sample.file).read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-/// Deletes a clone's stored samples; what fails is only logged.
-async fn delete_samples(state: &State, prefix: &str, count: i32) {
-    for i in 0..count {
-        let key = object_store::path::Path::from(VoiceClone::sample_key(prefix, i));
-        match state.store.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, key = %key, "sample not deleted"),
-        }
-    }
 }
 
 fn is_json(req: &HttpRequest) -> bool {

@@ -62,6 +62,20 @@ impl VoiceClone {
         format!("{prefix}/{index}.wav")
     }
 
+    /// Deletes the `count` samples under `prefix` (kept only while the
+    /// voice is made); what fails is logged, and a later settle or delete
+    /// tries again.
+    pub async fn delete_samples(store: &dyn object_store::ObjectStore, prefix: &str, count: i32) {
+        use object_store::ObjectStoreExt;
+        for i in 0..count {
+            let key = object_store::path::Path::from(Self::sample_key(prefix, i));
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, key = %key, "sample not deleted"),
+            }
+        }
+    }
+
     /// Inserts the `processing` voice and its clone job at once.
     pub fn insert_with_voice(
         conn: &mut PgConnection,
