@@ -22,6 +22,7 @@
 //! engines busy and holds the speaker encoder.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +157,7 @@ pub async fn run(ctx: &State, voice_id: &str) -> anyhow::Result<()> {
         let renewing = renew_until_done(ctx, voice_id, lease);
         tokio::select! {
             outcome = clone(ctx, &voice, &job) => outcome,
-            () = renewing => unreachable_renewal(),
+            never = renewing => match never {},
         }
     };
     let mut params = voice.params.clone();
@@ -217,8 +218,9 @@ pub async fn run(ctx: &State, voice_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renews the claim on `voice_id` every third of `lease_ms`; never ends.
-async fn renew_until_done(ctx: &State, voice_id: &str, lease_ms: i64) {
+/// Renews the claim on `voice_id` every third of `lease_ms`; never ends
+/// (it is dropped when the search does).
+async fn renew_until_done(ctx: &State, voice_id: &str, lease_ms: i64) -> Infallible {
     let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
     loop {
         tokio::time::sleep(every).await;
@@ -241,13 +243,6 @@ async fn renew_until_done(ctx: &State, voice_id: &str, lease_ms: i64) {
     }
 }
 
-/// What `select!` needs of the arm that never completes.
-fn unreachable_renewal() -> Result<Cloned, Failure> {
-    Err(Failure::Transient(anyhow::anyhow!(
-        "the claim renewal stopped"
-    )))
-}
-
 /// Deletes a finished clone's samples, publishes its voice's event and
 /// forgets the row; what fails is left for the next scan.
 async fn settle(ctx: &State, job: &VoiceClone) {
@@ -255,16 +250,7 @@ async fn settle(ctx: &State, job: &VoiceClone) {
     let id = job.voice_id.clone();
     let voice = ctx
         .db
-        .run(move |c| {
-            use diesel::prelude::*;
-            use shared::schema::voices;
-            voices::table
-                .find(&id)
-                .select(ClonedVoice::as_select())
-                .first(c)
-                .optional()
-                .map_err(anyhow::Error::from)
-        })
+        .run(move |c| ClonedVoice::find(c, &id).map_err(anyhow::Error::from))
         .await;
     match voice {
         Ok(Some(voice)) => {
@@ -547,7 +533,7 @@ pub async fn scan_once(ctx: &State) -> anyhow::Result<usize> {
         .db
         .run(move |c| VoiceClone::unannounced(c, before, BATCH).map_err(anyhow::Error::from))
         .await?;
-    for (job, _) in &finished {
+    for job in &finished {
         settle(ctx, job).await;
     }
     let due = ctx

@@ -134,6 +134,50 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
+/// An exclusive, auto-deleted queue on `broker`'s events exchange bound to
+/// `binding` (`voice.*`, `generation.*`), consumed without acks: what the
+/// services publish, as a test sees it. Keep the channel while consuming.
+pub async fn event_tap(
+    broker: &shared::amqp::Broker,
+    binding: &str,
+) -> (lapin::Channel, lapin::Consumer) {
+    use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let ch = broker.channel().await.unwrap();
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        broker.topology().events_exchange().into(),
+        binding.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "tap".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (ch, consumer)
+}
+
 /// A real person's speech: the five LibriVox clips (one male reader,
 /// 24.7 s, 16 kHz mono WAV) `deploy/fetch-models` takes from the
 /// pocketsphinx 5.1.1 sdist, each as its WAV file's bytes.

@@ -6,8 +6,6 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 
@@ -189,41 +187,7 @@ async fn the_catalog_lists_300_presets_with_filters_and_cursor_pagination() {
 /// A queue on the app's events exchange bound to `voice.ready`.
 async fn voice_ready_tap(app: &TestApp) -> (lapin::Channel, lapin::Consumer) {
     let broker = Broker::new(&app.settings.amqp, "test-voice-tap");
-    let ch = broker.channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        broker.topology().events_exchange().into(),
-        "voice.ready".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let consumer = ch
-        .basic_consume(
-            q.name().clone(),
-            "voice-tap".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (ch, consumer)
+    testkit::event_tap(&broker, "voice.ready").await
 }
 
 #[tokio::test]

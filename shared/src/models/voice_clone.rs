@@ -203,18 +203,17 @@ impl VoiceClone {
     }
 
     /// Finished clones whose event is still unpublished, finished before
-    /// `finished_before`, with their voices.
+    /// `finished_before`, oldest first.
     pub fn unannounced(
         conn: &mut PgConnection,
         finished_before: DateTime<Utc>,
         limit: i64,
-    ) -> QueryResult<Vec<(VoiceClone, ClonedVoice)>> {
+    ) -> QueryResult<Vec<VoiceClone>> {
         voice_clones::table
-            .inner_join(voices::table)
             .filter(voice_clones::finished_at.lt(finished_before))
             .order(voice_clones::finished_at.asc())
             .limit(limit)
-            .select((VoiceClone::as_select(), ClonedVoice::as_select()))
+            .select(VoiceClone::as_select())
             .load(conn)
     }
 

@@ -50,6 +50,16 @@ impl ClonedVoice {
             .get_result(conn)
     }
 
+    /// A voice by id, whatever its workspace (for the worker, which makes
+    /// a clone from its own job row; never for an API request).
+    pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<ClonedVoice>> {
+        voices::table
+            .find(id)
+            .select(ClonedVoice::as_select())
+            .first(conn)
+            .optional()
+    }
+
     pub fn find_in_workspace(
         conn: &mut PgConnection,
         workspace_id: Uuid,

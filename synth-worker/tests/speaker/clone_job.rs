@@ -11,8 +11,6 @@
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 use shared::amqp::{Incoming, Outcome};
@@ -84,16 +82,10 @@ async fn processing_voice(ctx: &State, samples: &[Vec<u8>]) -> String {
 async fn voice(ctx: &State, id: &str) -> ClonedVoice {
     let id = id.to_owned();
     ctx.db
-        .run(move |c| {
-            use diesel::prelude::*;
-            shared::schema::voices::table
-                .find(&id)
-                .select(ClonedVoice::as_select())
-                .first(c)
-                .map_err(anyhow::Error::from)
-        })
+        .run(move |c| ClonedVoice::find(c, &id).map_err(anyhow::Error::from))
         .await
         .unwrap()
+        .expect("the voice")
 }
 
 async fn job_row(ctx: &State, id: &str) -> Option<VoiceClone> {
@@ -106,38 +98,7 @@ async fn job_row(ctx: &State, id: &str) -> Option<VoiceClone> {
 
 /// An exclusive queue on the events exchange bound to `voice.*`.
 async fn voice_events(ctx: &State) -> (lapin::Channel, lapin::Consumer) {
-    let ch = ctx.broker.channel().await.unwrap();
-    let opts = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let q = ch
-        .queue_declare("".into(), opts, FieldTable::default())
-        .await
-        .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        ctx.broker.topology().events_exchange().into(),
-        "voice.*".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let consumer = ch
-        .basic_consume(
-            q.name().clone(),
-            "voice-tap".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (ch, consumer)
+    testkit::event_tap(&ctx.broker, "voice.*").await
 }
 
 async fn next_event(tap: &mut lapin::Consumer) -> (String, Value) {
