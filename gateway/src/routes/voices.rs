@@ -868,7 +868,7 @@ fn clone_engine(asked: Option<&str>, language: &str) -> Result<EngineKind, ApiEr
 async fn clone_onto_kokoro(
     state: &State,
     row: ClonedVoice,
-    mut samples: Vec<Spooled>,
+    samples: Vec<Spooled>,
     measured: &analysis::Analysis,
 ) -> Result<HttpResponse, ApiError> {
     if measured.speech_seconds < MIN_KOKORO_SPEECH_SECONDS {
@@ -883,8 +883,12 @@ async fn clone_onto_kokoro(
     }
     let prefix = VoiceClone::samples_prefix(&row.id);
     let count = i32::try_from(samples.len()).map_err(ApiError::internal)?;
-    for (i, sample) in (0..count).zip(samples.iter_mut()) {
-        let bytes = read_spooled(sample).map_err(ApiError::internal)?;
+    for (i, mut sample) in (0..count).zip(samples) {
+        // One sample in memory at a time, read off the async threads.
+        let bytes = web::block(move || read_spooled(&mut sample))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
         let key = object_store::path::Path::from(VoiceClone::sample_key(&prefix, i));
         state.store.put(&key, bytes.into()).await.map_err(|e| {
             ApiError::internal(anyhow::Error::new(e).context("Failed to store a sample"))
